@@ -64,7 +64,9 @@ class Window(_Frozen):
 
     @classmethod
     def from_ns(cls, start_ns: int, end_ns: int) -> Window:
-        return cls(start=datetime_from_ns(start_ns), end=datetime_from_ns(end_ns))
+        """The window [start_ns, end_ns), widened outwards to whole microseconds."""
+        end_us = -(-end_ns // 1_000)
+        return cls(start=datetime_from_ns(start_ns), end=datetime_from_ns(end_us * 1_000))
 
     @property
     def start_ns(self) -> int:

@@ -107,7 +107,8 @@ RULES: dict[TableName, dict[str, ColumnRule]] = {
         "service": ColumnRule(required=True, nullable=False),
         "instance": ColumnRule(required=False, nullable=False, default=""),
         "level": ColumnRule(required=True, nullable=False),
-        "message": ColumnRule(required=True, nullable=False),
+        # A null message is an empty one (CSV cannot tell the two apart).
+        "message": ColumnRule(required=True, nullable=False, default=""),
         "trace_id": ColumnRule(required=False, nullable=True),
         "span_id": ColumnRule(required=False, nullable=True),
     },
@@ -308,5 +309,5 @@ def from_columns(name: TableName, columns: dict[str, object], source: str) -> pa
 
     Loaders and the simulator use this to produce canonical tables.
     """
-    table = pa.table(columns)  # type: ignore[arg-type]
+    table = pa.table(columns)
     return conform(table, name, source)

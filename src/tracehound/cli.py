@@ -1,0 +1,221 @@
+"""The `tracehound` command line (ARCHITECTURE §8).
+
+`--json` prints exactly one JSON object on stdout and nothing else there; progress and
+messages go to stderr. Bad input exits with code 2 and a one-paragraph message, never a
+traceback (set TRACEHOUND_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from tracehound import __version__
+from tracehound.errors import BadInput, TracehoundError
+
+app = typer.Typer(
+    name="tracehound",
+    help="Find the root cause of an incident in a distributed system from its traces, "
+    "logs and metrics, and show the evidence.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+datasets_app = typer.Typer(
+    help="Inspect benchmark datasets and convert them to incident bundles.",
+    no_args_is_help=True,
+)
+app.add_typer(datasets_app, name="datasets")
+
+stdout = Console()
+stderr = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        stdout.print(f"tracehound {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Find the root cause of an incident from traces, logs and metrics."""
+
+
+@datasets_app.command("info")
+def datasets_info(
+    path: Annotated[Path, typer.Argument(help="A dataset directory or a bundle directory.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of tables.")
+    ] = False,
+) -> None:
+    """Describe a dataset: its kind, incidents, fault types, systems, modalities and time span.
+
+    Recognised layouts: incident bundles, Nezha (rca_data/...), RCD Sock Shop
+    (sock-shop-data/...) and Who&When (folders of agent-run JSON files).
+
+    Example: tracehound datasets info ../shared/datasets/nezha --json
+    """
+    from tracehound.datasets import open_dataset
+    from tracehound.show import render_dataset_info
+
+    info = open_dataset(path).info()
+    if as_json:
+        sys.stdout.write(json.dumps(info.model_dump(mode="json")) + "\n")
+        return
+    render_dataset_info(info, stdout)
+
+
+@datasets_app.command("convert")
+def datasets_convert(
+    path: Annotated[Path, typer.Argument(help="A dataset directory in any known layout.")],
+    out: Annotated[Path, typer.Argument(help="Directory to write one bundle per incident.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="Table file format: parquet or csv.")
+    ] = "parquet",
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Convert only the first N incidents.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object listing the bundles.")
+    ] = False,
+) -> None:
+    """Write every incident of a dataset as an incident bundle (docs/bundle-format.md).
+
+    Example: tracehound datasets convert ../shared/datasets/nezha out/nezha --limit 3
+    """
+    from tracehound.bundle import write_bundle
+    from tracehound.datasets import open_dataset
+    from tracehound.progress import progress_bar
+
+    if fmt not in ("parquet", "csv"):
+        raise BadInput(f"unknown format {fmt!r}", column="--format", expected="parquet or csv")
+    dataset = open_dataset(path)
+    incidents = dataset.incidents()[:limit]
+    written: list[dict[str, object]] = []
+    with progress_bar(stderr) as progress:
+        task = progress.add_task("converting", total=len(incidents))
+        for incident in incidents:
+            data = dataset.load(incident.id)
+            target = write_bundle(data, out / incident.id, "csv" if fmt == "csv" else "parquet")
+            written.append({"id": incident.id, "path": str(target), "notes": data.notes})
+            progress.advance(task)
+    if as_json:
+        sys.stdout.write(json.dumps({"kind": dataset.kind, "bundles": written}) + "\n")
+        return
+    stderr.print(f"wrote {len(written)} bundle(s) to {out}")
+    for item in written:
+        for note in item["notes"]:  # type: ignore[attr-defined]
+            stderr.print(f"  note {item['id']}: {note}")
+
+
+@app.command("simulate")
+def simulate(
+    out: Annotated[Path, typer.Argument(help="Directory to write the bundles into.")],
+    services: Annotated[int, typer.Option("--services", min=2, help="Number of services.")] = 20,
+    incidents: Annotated[
+        int, typer.Option("--incidents", min=1, help="Number of incidents, one fault each.")
+    ] = 7,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same data.")] = 0,
+    fmt: Annotated[
+        str, typer.Option("--format", help="Table file format: parquet or csv.")
+    ] = "parquet",
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object listing the bundles.")
+    ] = False,
+) -> None:
+    """Write labelled incident bundles from a synthetic microservice system.
+
+    Fault types cycle through cpu, memory, latency, network, error, wrong_return and
+    unavailable, so seven incidents cover them all.
+
+    Example: tracehound simulate --services 30 --incidents 7 --seed 1 out/sim
+    """
+    from tracehound.progress import progress_bar
+    from tracehound.simulate import simulate_dataset
+
+    if fmt not in ("parquet", "csv"):
+        raise BadInput(f"unknown format {fmt!r}", column="--format", expected="parquet or csv")
+    with progress_bar(stderr) as progress:
+        task = progress.add_task("simulating", total=incidents)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        paths = simulate_dataset(
+            out, services=services, incidents=incidents, seed=seed, fmt=fmt, progress=advance
+        )
+    if as_json:
+        sys.stdout.write(json.dumps({"bundles": [str(p) for p in paths]}) + "\n")
+        return
+    stderr.print(f"wrote {len(paths)} bundle(s) to {out}")
+
+
+@app.command("demo")
+def demo(
+    seed: Annotated[int, typer.Option("--seed", help="Random seed of the simulated system.")] = 7,
+    services: Annotated[int, typer.Option("--services", min=2, help="Number of services.")] = 16,
+    fault: Annotated[
+        str, typer.Option("--fault", help="Fault to inject (cpu, memory, latency, network, ...).")
+    ] = "error",
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Keep the simulated bundle here (default: a temp dir)."),
+    ] = None,
+) -> None:
+    """Simulate one incident in a small synthetic system and show what it looks like."""
+    from tracehound.bundle import read_bundle, write_bundle
+    from tracehound.model import FAULT_TYPES
+    from tracehound.show import render_incident
+    from tracehound.simulate import generate_incident, generate_system
+    from tracehound.store import TelemetryStore
+
+    if fault not in FAULT_TYPES:
+        raise BadInput(
+            f"unknown fault {fault!r}", column="--fault", expected=", ".join(FAULT_TYPES)
+        )
+    with stderr.status("simulating one incident"):
+        system = generate_system(services, seed)
+        data = generate_incident(system, index=1, seed=seed, fault_type=fault)
+        directory = out if out is not None else Path(tempfile.mkdtemp(prefix="tracehound-demo-"))
+        bundle = write_bundle(data, directory / data.incident.id)
+        data = read_bundle(bundle)
+    with TelemetryStore.from_incident(data) as store:
+        render_incident(data, store, stdout)
+    stdout.print(f"\nbundle written to [bold]{bundle}[/]")
+    stdout.print("Investigating it arrives with the rclagent engine; for now, try:")
+    stdout.print(f"  tracehound datasets info {bundle}")
+
+
+def main() -> None:
+    """Entry point: run the app and turn tracehound errors into exit code 2.
+
+    Usage errors (unknown options, missing arguments) are Typer's and exit 2 as well.
+    """
+    try:
+        app()
+    except TracehoundError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except (OSError, ValueError) as exc:
+        if os.environ.get("TRACEHOUND_DEBUG"):
+            raise
+        _fail(f"{exc}. Set TRACEHOUND_DEBUG=1 to see the traceback.")
+
+
+def _fail(message: str) -> None:
+    stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    sys.exit(2)
