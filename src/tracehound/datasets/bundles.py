@@ -21,12 +21,14 @@ class BundleDataset(Dataset):
 
     @classmethod
     def detect(cls, root: Path) -> bool:
-        return is_bundle(root) or any(is_bundle(child) for child in _children(root))
+        return _looks_like_bundle(root) or any(_looks_like_bundle(c) for c in _children(root))
 
     def bundle_dirs(self) -> list[Path]:
-        if is_bundle(self.root):
+        """Bundle directories; one holding tables but no incident.json counts, so that
+        reading it reports the missing file instead of an unknown layout."""
+        if _looks_like_bundle(self.root):
             return [self.root]
-        return [child for child in _children(self.root) if is_bundle(child)]
+        return [child for child in _children(self.root) if _looks_like_bundle(child)]
 
     def incidents(self) -> list[Incident]:
         return [read_incident(directory) for directory in self.bundle_dirs()]
@@ -51,6 +53,16 @@ class BundleDataset(Dataset):
                 if any((directory / f"{name}.{s}").is_file() for s in ("parquet", "csv")):
                     present.add(_MODALITY[name])
         return [m for m in ("traces", "logs", "metrics") if m in present]
+
+
+def _looks_like_bundle(directory: Path) -> bool:
+    if is_bundle(directory):
+        return True
+    return any(
+        (directory / f"{name}.{suffix}").is_file()
+        for name in TABLE_NAMES
+        for suffix in ("parquet", "csv")
+    )
 
 
 def _children(root: Path) -> list[Path]:

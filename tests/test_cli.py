@@ -1,0 +1,116 @@
+"""The command line, run as a user runs it: a subprocess, exit codes, stdout and stderr."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+from tiny import tiny_incident
+
+from tracehound.bundle import write_bundle
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tracehound", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
+    )
+
+
+def assert_bad_input(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    message = " ".join(result.stderr.split())
+    assert message.startswith("error: ")
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_info_on_bundles_json(tmp_path: Path) -> None:
+    write_bundle(tiny_incident(), tmp_path / "a")
+    result = run("datasets", "info", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["kind"] == "bundles"
+    assert info["incidents"] == 1
+    assert info["fault_types"] == {"cpu": 1}
+    assert info["modalities"] == ["traces", "logs", "metrics"]
+    assert info["systems"] == ["tiny"]
+
+
+def test_info_table_output(tmp_path: Path) -> None:
+    write_bundle(tiny_incident(), tmp_path / "a")
+    result = run("datasets", "info", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "bundles" in result.stdout
+    assert "cpu" in result.stdout
+
+
+def test_convert_round_trip_via_cli(tmp_path: Path) -> None:
+    write_bundle(tiny_incident(), tmp_path / "src" / "a", "csv")
+    result = run("datasets", "convert", str(tmp_path / "src"), str(tmp_path / "out"), "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert [b["id"] for b in payload["bundles"]] == ["tiny-0001"]
+    assert (tmp_path / "out" / "tiny-0001" / "spans.parquet").is_file()
+
+
+def test_nonexistent_path_exits_2() -> None:
+    assert_bad_input(
+        run("datasets", "info", "/no/such/dataset"), "/no/such/dataset", "does not exist"
+    )
+
+
+def test_unknown_layout_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "readme.txt").write_text("hi")
+    assert_bad_input(run("datasets", "info", str(tmp_path)), "is not a dataset layout")
+
+
+def test_bundle_missing_incident_json_exits_2(tmp_path: Path) -> None:
+    write_bundle(tiny_incident(), tmp_path / "a")
+    (tmp_path / "a" / "incident.json").unlink()
+    result = run("datasets", "convert", str(tmp_path / "a"), str(tmp_path / "out"))
+    assert_bad_input(result, str(tmp_path / "a"), "bundle is missing incident.json")
+
+
+def test_truncated_csv_exits_2(tmp_path: Path) -> None:
+    write_bundle(tiny_incident(), tmp_path / "a", "csv")
+    spans = tmp_path / "a" / "spans.csv"
+    text = spans.read_text()
+    spans.write_text(text[: len(text) // 2])
+    result = run("datasets", "convert", str(tmp_path), str(tmp_path / "out"))
+    assert_bad_input(result, str(spans), "truncated")
+
+
+def test_wrong_column_type_exits_2(tmp_path: Path) -> None:
+    write_bundle(tiny_incident(), tmp_path / "a", "csv")
+    path = tmp_path / "a" / "spans.csv"
+    table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+    durations = [str(v) for v in table.column("duration_ns").to_pylist()]
+    durations[1] = "slow"
+    index = table.column_names.index("duration_ns")
+    pacsv.write_csv(table.set_column(index, "duration_ns", pa.array(durations)), path)
+    result = run("datasets", "convert", str(tmp_path), str(tmp_path / "out"))
+    assert_bad_input(result, str(path), "row 2", "column 'duration_ns'", "expected an integer")
+
+
+def test_unknown_option_is_a_usage_error() -> None:
+    result = run("datasets", "info", "--bogus")
+    assert result.returncode == 2
+    assert "No such option" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["--help"], ["datasets", "--help"], ["simulate", "--help"]])
+def test_help_explains(command: list[str]) -> None:
+    result = run(*command)
+    assert result.returncode == 0
+    assert "Usage" in result.stdout

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from tiny import SECOND, T0, tiny_incident
+
+from tracehound.model import IncidentData, Window
+from tracehound.store import TelemetryStore
+
+
+@pytest.fixture
+def store(tiny: IncidentData) -> TelemetryStore:
+    return TelemetryStore.from_incident(tiny)
+
+
+def test_counts_and_modalities(store: TelemetryStore) -> None:
+    assert store.counts() == {"spans": 6, "metrics": 40, "logs": 3}
+    assert store.modalities() == ["traces", "logs", "metrics"]
+
+
+def test_trace_queries(store: TelemetryStore) -> None:
+    assert store.trace_spans("t2").column("span_id").to_pylist() == ["a", "b", "c"]
+    assert store.children("t2", "a").column("span_id").to_pylist() == ["b"]
+    assert store.children("t2", "c").num_rows == 0
+    assert store.span("t1", "c").column("attributes").to_pylist() == ['{"db": "x"}']
+    incident = tiny_incident().incident
+    roots = store.root_spans(incident.window)
+    assert roots.column("trace_id").to_pylist() == ["t2"]
+
+
+def test_operation_baseline(store: TelemetryStore) -> None:
+    whole = Window.from_ns(T0, T0 + 1200 * SECOND)
+    rows = {(r["service"], r["operation"]): r for r in store.operation_baseline(whole).to_pylist()}
+    select = rows[("db", "SELECT")]
+    assert select["n"] == 2
+    assert select["median_ns"] == 38_500_000
+    assert select["mad_ns"] == 31_500_000
+    assert rows[("front", "GET /")]["error_rate"] == 0.5
+
+
+def test_instance_logs_filters(store: TelemetryStore) -> None:
+    start, end = T0, T0 + 1200 * SECOND
+    assert store.instance_logs("db-1", start, end).num_rows == 2
+    errors = store.instance_logs("db-1", start, end, levels=["error"])
+    assert errors.column("message").to_pylist() == ["timeout, retrying"]
+    linked = store.instance_logs("db-1", start, end, trace_id="t1", span_id="c")
+    assert linked.column("message").to_pylist() == ["select ok"]
+    assert store.instance_logs("db-1", T0 + 650 * SECOND, end).num_rows == 1
+    assert store.span_logs("t2", "c").num_rows == 1
+
+
+def test_metric_series_and_shift(store: TelemetryStore) -> None:
+    incident = tiny_incident().incident
+    assert incident.normal_window is not None
+    series = store.metric_series(incident.window, instance="db-1", names=["cpu"])
+    assert series.num_rows == 10
+    assert store.metric_series(incident.window, node="n1").num_rows == 20
+    shift = {
+        r["instance"]: r
+        for r in store.metric_shift(incident.normal_window, incident.window).to_pylist()
+    }
+    assert shift["db-1"]["normal_median"] == 10.5
+    assert shift["db-1"]["incident_median"] == 90.5
+    assert shift["db-1"]["shift"] == 80.0
+    assert shift["db-1"]["normal_mad"] == 0.5
+    assert shift["front-1"]["shift"] == 0.0
+    baseline = store.metric_baseline(incident.normal_window).to_pylist()
+    assert [(r["instance"], r["n"], r["median"]) for r in baseline] == [
+        ("db-1", 10, 10.5),
+        ("front-1", 10, 20.0),
+    ]
+
+
+def test_file_store_persists(tmp_path: Path, tiny: IncidentData) -> None:
+    path = tmp_path / "t.duckdb"
+    with TelemetryStore.from_incident(tiny, path) as store:
+        assert store.counts()["spans"] == 6
+    with TelemetryStore(path, read_only=True) as again:
+        assert again.counts() == {"spans": 6, "metrics": 40, "logs": 3}
+        window = again.time_range()
+        assert window is not None and window.start_ns == T0
+
+
+def test_empty_store_queries_return_empty_tables() -> None:
+    store = TelemetryStore()
+    assert store.time_range() is None
+    assert store.modalities() == []
+    assert store.trace_spans("x").num_rows == 0
+    assert store.operation_baseline(Window.from_ns(0, 10)).num_rows == 0
