@@ -372,7 +372,7 @@ def _cast(values: pa.Array, target: pa.DataType, path: Path, column: str, what: 
 
 def _ns_from_rfc3339(values: pa.Array, path: Path, column: str) -> pa.Array:
     """Epoch ns of RFC 3339 strings; a string without an offset is UTC."""
-    expected = "an RFC 3339 time such as 2023-01-29T08:44:10.576933053Z"
+    expected = "an RFC 3339 time such as 2024-05-01T12:00:00.123456789Z"
     has_offset = pc.fill_null(pc.match_substring_regex(values, _OFFSET_RE), False)
     null = pa.scalar(None, pa.string())
     aware = pc.if_else(has_offset, values, null)
