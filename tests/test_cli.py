@@ -114,3 +114,39 @@ def test_help_explains(command: list[str]) -> None:
     result = run(*command)
     assert result.returncode == 0
     assert "Usage" in result.stdout
+
+
+def test_simulate_then_info(tmp_path: Path) -> None:
+    out = tmp_path / "sim"
+    result = run(
+        "simulate", "--services", "8", "--incidents", "2", "--seed", "3", str(out), "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    bundles = json.loads(result.stdout)["bundles"]
+    assert [Path(b).name for b in bundles] == ["sim-3-0001", "sim-3-0002"]
+    info = json.loads(run("datasets", "info", str(out), "--json").stdout)
+    assert info["incidents"] == 2
+    assert info["fault_types"] == {"cpu": 1, "memory": 1}
+    assert info["systems"] == ["sim-3"]
+    again = tmp_path / "again"
+    assert (
+        run("simulate", "--services", "8", "--incidents", "2", "--seed", "3", str(again)).returncode
+        == 0
+    )
+    for name in ("incident.json", "spans.parquet", "metrics.parquet", "logs.parquet"):
+        assert (out / "sim-3-0002" / name).read_bytes() == (
+            again / "sim-3-0002" / name
+        ).read_bytes()
+
+
+def test_demo_shows_the_incident(tmp_path: Path) -> None:
+    result = run("demo", "--out", str(tmp_path), "--fault", "error", "--seed", "2")
+    assert result.returncode == 0, result.stderr
+    assert "ground truth" in result.stdout
+    assert "error at" in result.stdout
+    assert "showing the error paths" in result.stdout
+    assert (tmp_path / "sim-2-0001" / "incident.json").is_file()
+
+
+def test_demo_rejects_unknown_fault() -> None:
+    assert_bad_input(run("demo", "--fault", "gremlins"), "unknown fault 'gremlins'", "cpu, memory")

@@ -6,7 +6,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.panel import Panel
-from rich.table import Table
+from rich.table import Column, Table
 from rich.tree import Tree
 
 from tracehound.datasets.base import DatasetInfo
@@ -105,12 +105,12 @@ def _service_table(store: TelemetryStore, window: Window, normal: Window | None)
         ],
     ).to_pylist()
     table = Table(
-        "service",
-        "spans",
-        "error share",
-        "p95 normal (ms)",
-        "p95 incident (ms)",
-        "error logs",
+        Column("service", min_width=22, no_wrap=True),
+        Column("spans", justify="right"),
+        Column("errors", justify="right"),
+        Column("p95 normal ms", justify="right"),
+        Column("p95 now ms", justify="right"),
+        Column("error logs", justify="right"),
         title="services in the incident window (top 12)",
     )
     for row in rows:
@@ -123,6 +123,24 @@ def _service_table(store: TelemetryStore, window: Window, normal: Window | None)
             str(row["error_logs"]),
         )
     return table
+
+
+def _on_error_paths(
+    spans: list[dict[str, Any]], by_parent: dict[str | None, list[dict[str, Any]]]
+) -> set[str]:
+    """Span ids that have error status or an erroring descendant (empty: no errors)."""
+    keep: set[str] = set()
+
+    def visit(span: dict[str, Any]) -> bool:
+        below = [visit(child) for child in by_parent.get(span["span_id"], [])]
+        if span["status"] == "error" or any(below):
+            keep.add(span["span_id"])
+            return True
+        return False
+
+    for root in by_parent.get(None, []):
+        visit(root)
+    return keep
 
 
 def _fmt(value: Any, pattern: str) -> str:
@@ -151,11 +169,18 @@ def _failing_request_tree(store: TelemetryStore, window: Window) -> Tree | None:
     for span in spans:
         parent = span["parent_span_id"] if span["parent_span_id"] in known else None
         by_parent.setdefault(parent, []).append(span)
-    tree = Tree(f"[bold]request {trace_id}[/] ({len(spans)} spans)")
+    failing = _on_error_paths(spans, by_parent)
+    shown = "the error paths" if failing else "all calls"
+    tree = Tree(f"[bold]request {trace_id}[/] ({len(spans)} spans; showing {shown})")
     budget = [_MAX_TREE_NODES]
 
     def attach(node: Tree, parent: str | None) -> None:
-        for span in by_parent.get(parent, []):
+        children = by_parent.get(parent, [])
+        hidden = 0
+        for span in children:
+            if failing and span["span_id"] not in failing:
+                hidden += 1
+                continue
             if budget[0] <= 0:
                 node.add("…")
                 return
@@ -166,6 +191,8 @@ def _failing_request_tree(store: TelemetryStore, window: Window) -> Tree | None:
                 f"{span['duration_ns'] / 1e6:.1f} ms {status}"
             )
             attach(node.add(label), span["span_id"])
+        if hidden:
+            node.add(f"[dim]+ {hidden} healthy call(s)[/]")
 
     attach(tree, None)
     return tree

@@ -38,8 +38,8 @@ class Dataset(ABC):
 
     kind: ClassVar[str]
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
 
     @classmethod
     @abstractmethod

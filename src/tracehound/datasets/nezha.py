@@ -637,7 +637,7 @@ class NezhaDataset(Dataset):
 
     kind: ClassVar[str] = "nezha"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: str | Path) -> None:
         super().__init__(root)
         self._plans: dict[str, _Plan] | None = None
 

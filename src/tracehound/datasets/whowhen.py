@@ -241,7 +241,7 @@ class WhoWhenDataset(Dataset):
 
     kind = "who-and-when"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: str | Path) -> None:
         super().__init__(root)
         # Parsed files and the id → file index, kept so iterating a dataset reads each once.
         self._parsed: dict[Path, dict[str, Any]] = {}
