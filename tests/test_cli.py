@@ -150,3 +150,34 @@ def test_demo_shows_the_incident(tmp_path: Path) -> None:
 
 def test_demo_rejects_unknown_fault() -> None:
     assert_bad_input(run("demo", "--fault", "gremlins"), "unknown fault 'gremlins'", "cpu, memory")
+
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("name", "kind", "incidents", "fault_types", "modalities"),
+    [
+        (
+            "nezha",
+            "nezha",
+            28,
+            {"exception": 13, "return": 11, "cpu_contention": 4},
+            ["traces", "logs", "metrics"],
+        ),
+        ("rcd-sockshop", "rcd", 50, {"cpu": 25, "mem": 25}, ["metrics"]),
+        ("who-and-when", "who-and-when", 126, {"agent_mistake": 126}, ["traces", "logs"]),
+    ],
+)
+def test_info_on_the_development_datasets(
+    name: str, kind: str, incidents: int, fault_types: dict[str, int], modalities: list[str]
+) -> None:
+    if not (SHARED / name).is_dir():
+        pytest.skip(f"{SHARED / name} is not present")
+    result = run("datasets", "info", str(SHARED / name), "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert (info["kind"], info["incidents"], info["fault_types"]) == (kind, incidents, fault_types)
+    assert info["modalities"] == modalities
+    assert info["missing"] == []

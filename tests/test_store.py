@@ -88,3 +88,26 @@ def test_empty_store_queries_return_empty_tables() -> None:
     assert store.modalities() == []
     assert store.trace_spans("x").num_rows == 0
     assert store.operation_baseline(Window.from_ns(0, 10)).num_rows == 0
+
+
+def test_row_objects_from_query_results(store: TelemetryStore) -> None:
+    from tracehound.model import LogRecord, MetricPoint, Span
+    from tracehound.tables import LOGS_SCHEMA, METRICS_SCHEMA, SPANS_SCHEMA
+
+    assert list(Span.__dataclass_fields__) == SPANS_SCHEMA.names
+    assert list(MetricPoint.__dataclass_fields__) == METRICS_SCHEMA.names
+    assert list(LogRecord.__dataclass_fields__) == LOGS_SCHEMA.names
+    spans = Span.rows(store.trace_spans("t2"))
+    assert [(s.span_id, s.parent_span_id, s.status) for s in spans] == [
+        ("a", None, "error"),
+        ("b", "a", "error"),
+        ("c", "b", "ok"),
+    ]
+    assert spans[2].end_ns == T0 + 700 * SECOND + 2000 + 70_000_000
+    logs = LogRecord.rows(store.span_logs("t2", "c"))
+    assert logs == [
+        LogRecord(T0 + 700 * SECOND, "db", "db-1", "ERROR", "timeout, retrying", "t2", "c")
+    ]
+    incident = tiny_incident().incident
+    points = MetricPoint.rows(store.metric_series(incident.window, instance="db-1"))
+    assert [p.value for p in points[:2]] == [90.0, 91.0]

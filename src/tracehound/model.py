@@ -143,6 +143,72 @@ class IncidentData:
         return present
 
 
+@dataclass(frozen=True, slots=True)
+class Span:
+    """One span, for code that reasons about a handful of rows (an agent's own span).
+
+    Bulk telemetry stays in Arrow tables; `Span.rows(table)` converts a small query result.
+    """
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    service: str
+    instance: str
+    operation: str
+    kind: str
+    start_ns: int
+    duration_ns: int
+    status: str
+    attributes: str | None = None
+
+    @property
+    def end_ns(self) -> int:
+        return self.start_ns + self.duration_ns
+
+    @classmethod
+    def rows(cls, table: pa.Table) -> list[Span]:
+        return [cls(**row) for row in table.select(_SPAN_FIELDS).to_pylist()]
+
+
+@dataclass(frozen=True, slots=True)
+class MetricPoint:
+    """One metric sample (see `Span` on when to use row objects)."""
+
+    ts_ns: int
+    service: str
+    instance: str
+    node: str
+    name: str
+    value: float
+
+    @classmethod
+    def rows(cls, table: pa.Table) -> list[MetricPoint]:
+        return [cls(**row) for row in table.select(_METRIC_FIELDS).to_pylist()]
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    """One log line (see `Span` on when to use row objects)."""
+
+    ts_ns: int
+    service: str
+    instance: str
+    level: str
+    message: str
+    trace_id: str | None = None
+    span_id: str | None = None
+
+    @classmethod
+    def rows(cls, table: pa.Table) -> list[LogRecord]:
+        return [cls(**row) for row in table.select(_LOG_FIELDS).to_pylist()]
+
+
+_SPAN_FIELDS = list(Span.__dataclass_fields__)
+_METRIC_FIELDS = list(MetricPoint.__dataclass_fields__)
+_LOG_FIELDS = list(LogRecord.__dataclass_fields__)
+
+
 CandidateKind = Literal["service", "instance", "span"]
 
 

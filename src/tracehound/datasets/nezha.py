@@ -77,6 +77,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from tracehound.datasets.base import Dataset
 from tracehound.errors import BadInput
 from tracehound.model import Incident, IncidentData, Labels, Window, ns_from_datetime
+from tracehound.store import relation_to_arrow
 from tracehound.tables import METRICS_SCHEMA, conform
 
 MINUTE = timedelta(minutes=1)
@@ -402,9 +403,8 @@ def _first_of_each(table: pa.Table, keys: Sequence[str]) -> pa.Table:
 
 
 def _sql(connection: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
-    """A DuckDB query result as an Arrow table, through the Arrow C stream interface
-    (stable across DuckDB versions, unlike `.arrow()`)."""
-    return pa.table(connection.sql(query))
+    """A DuckDB query result as an Arrow table, whatever the DuckDB version."""
+    return relation_to_arrow(connection.sql(query))
 
 
 # --------------------------------------------------------------------------- spans
