@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
@@ -140,6 +141,21 @@ def _bad_row_by_scalar(values: pa.Array, convert: Callable[[pa.Scalar], object])
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, TypeError):
             return i + 1
     return 1
+
+
+def cast_or_raise(
+    values: pa.Array, target: pa.DataType, file: str | Path, column: str, expected: str
+) -> pa.Array:
+    """Cast a column; on failure raise `BadInput` naming the file, row and column of the
+    first value that does not cast."""
+    try:
+        return pc.cast(values, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        row = _bad_row_by_scalar(values, lambda s: s.cast(target))
+        shown = values[row - 1].as_py() if len(values) else None
+        raise BadInput(
+            f"cannot read {shown!r}", file=file, row=row, column=column, expected=expected
+        ) from exc
 
 
 def _time_from_strings(values: pa.Array, file: str, column: str) -> pa.Array:

@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -78,7 +78,7 @@ from tracehound.datasets.base import Dataset
 from tracehound.errors import BadInput
 from tracehound.model import Incident, IncidentData, Labels, Window, ns_from_datetime
 from tracehound.store import relation_to_arrow
-from tracehound.tables import METRICS_SCHEMA, conform
+from tracehound.tables import METRICS_SCHEMA, cast_or_raise, conform
 
 MINUTE = timedelta(minutes=1)
 #: Offsets (minutes after the inject minute) of the files an incident uses; the last one is
@@ -333,7 +333,7 @@ def _locate_bad_number(path: Path, strings: Sequence[str], numbers: dict[str, pa
     table = _read_csv(path, strings=[*strings, *numbers])
     for name, target in numbers.items():
         if name in table.column_names:
-            _cast(_column(table, name), target, path, name, f"a {target} value")
+            cast_or_raise(_column(table, name), target, path, name, f"a {target} value")
 
 
 def _require(table: pa.Table, names: Sequence[str], path: Path) -> None:
@@ -346,31 +346,6 @@ def _require(table: pa.Table, names: Sequence[str], path: Path) -> None:
         )
 
 
-def _first_failure(values: pa.Array, convert: Callable[[pa.Scalar], object]) -> int:
-    """Error path only: the 1-based row of the first value `convert` rejects."""
-    for index in range(len(values)):
-        try:
-            convert(values[index])
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
-            return index + 1
-    return 1
-
-
-def _cast(values: pa.Array, target: pa.DataType, path: Path, column: str, what: str) -> pa.Array:
-    """Cast a column, naming the file, row and column of the first bad value."""
-    try:
-        return pc.cast(values, target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        row = _first_failure(values, lambda s: s.cast(target))
-        raise BadInput(
-            f"cannot read {values[row - 1].as_py()!r}",
-            file=path,
-            row=row,
-            column=column,
-            expected=what,
-        ) from exc
-
-
 def _ns_from_rfc3339(values: pa.Array, path: Path, column: str) -> pa.Array:
     """Epoch ns of RFC 3339 strings; a string without an offset is UTC."""
     expected = "an RFC 3339 time such as 2024-05-01T12:00:00.123456789Z"
@@ -378,8 +353,8 @@ def _ns_from_rfc3339(values: pa.Array, path: Path, column: str) -> pa.Array:
     null = pa.scalar(None, pa.string())
     aware = pc.if_else(has_offset, values, null)
     naive = pc.if_else(has_offset, null, values)
-    aware_ns = _cast(aware, pa.timestamp("ns", tz="UTC"), path, column, expected)
-    naive_ns = _cast(naive, pa.timestamp("ns"), path, column, expected)
+    aware_ns = cast_or_raise(aware, pa.timestamp("ns", tz="UTC"), path, column, expected)
+    naive_ns = cast_or_raise(naive, pa.timestamp("ns"), path, column, expected)
     return pc.coalesce(aware_ns.cast(pa.int64()), naive_ns.cast(pa.int64()))
 
 
@@ -413,14 +388,14 @@ def _sql(connection: duckdb.DuckDBPyConnection, query: str) -> pa.Table:
 def _read_trace_file(path: Path, baseline: bool) -> pa.Table:
     raw = _read_csv(path, strings=TRACE_COLUMNS)
     _require(raw, TRACE_COLUMNS, path)
-    start = _cast(
+    start = cast_or_raise(
         _column(raw, "StartTimeUnixNano"),
         pa.int64(),
         path,
         "StartTimeUnixNano",
         "integer epoch nanoseconds",
     )
-    end = _cast(
+    end = cast_or_raise(
         _column(raw, "EndTimeUnixNano"),
         pa.int64(),
         path,
@@ -572,7 +547,7 @@ def _read_metric_file(path: Path) -> pa.Table:
             continue
         values = raw.column(name)
         if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
-            values = _cast(values.combine_chunks(), pa.float64(), path, name, "a number")
+            values = cast_or_raise(values.combine_chunks(), pa.float64(), path, name, "a number")
         columns[name] = values
     return pa.table(columns)
 
