@@ -12,7 +12,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -33,6 +33,12 @@ datasets_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(datasets_app, name="datasets")
+methods_app = typer.Typer(
+    help="Root-cause localization methods: built-ins and plugins (entry-point group "
+    "tracehound.methods).",
+    no_args_is_help=True,
+)
+app.add_typer(methods_app, name="methods")
 
 stdout = Console()
 stderr = Console(stderr=True)
@@ -119,6 +125,49 @@ def datasets_convert(
     for item in written:
         for note in item["notes"]:  # type: ignore[attr-defined]
             stderr.print(f"  note {item['id']}: {note}")
+
+
+@methods_app.command("list")
+def methods_list(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of a table.")
+    ] = False,
+) -> None:
+    """List the registered methods with their tags and parameters.
+
+    Tags: the modalities a method requires, whether it uses an LLM, whether it is
+    deterministic, and whether it needs a normal (fault-free) window.
+    """
+    from rich.table import Table
+
+    from tracehound.methods import available_methods
+
+    methods = available_methods()
+    rows: list[dict[str, Any]] = [
+        {
+            "name": name,
+            "class": f"{cls.__module__}.{cls.__qualname__}",
+            "tags": cls.tags.as_dict(),
+            "params": cls().get_params(),
+            "summary": (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "",
+        }
+        for name, cls in methods.items()
+    ]
+    if as_json:
+        sys.stdout.write(json.dumps({"methods": rows}, default=str) + "\n")
+        return
+    table = Table("method", "modalities", "llm", "deterministic", "normal window", "params")
+    for row in rows:
+        tags = row["tags"]
+        table.add_row(
+            str(row["name"]),
+            ", ".join(tags["modalities"]) or "any",
+            "yes" if tags["uses_llm"] else "no",
+            "yes" if tags["deterministic"] else "no",
+            "needed" if tags["needs_normal_window"] else "optional",
+            ", ".join(f"{k}={v!r}" for k, v in row["params"].items()),
+        )
+    stdout.print(table)
 
 
 @app.command("simulate")
