@@ -156,3 +156,15 @@ def test_written_exemption_is_honoured() -> None:
     report = check_method(_Exempt)
     assert report.exempt == {"valid_ranking": "scores are undefined for this demo"}
     assert "valid_ranking" not in report.passed
+
+
+def test_the_documented_example_method_conforms() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "methods.md").read_text()
+    code = text.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict[str, object] = {}
+    exec(compile(code, "docs/methods.md", "exec"), namespace)
+    example = namespace["SlowestServices"]
+    assert isinstance(example, type) and issubclass(example, Method)
+    assert check_method(example).failed == {}
