@@ -181,3 +181,56 @@ def test_info_on_the_development_datasets(
     assert (info["kind"], info["incidents"], info["fault_types"]) == (kind, incidents, fault_types)
     assert info["modalities"] == modalities
     assert info["missing"] == []
+
+
+def test_bench_json_writes_results_chart_and_markdown(tmp_path: Path) -> None:
+    from tracehound.simulate import simulate_dataset
+
+    simulate_dataset(tmp_path / "sim", services=8, incidents=3, seed=4)
+    out = tmp_path / "out"
+    result = run(
+        "bench", "--method", "random", "--dataset", str(tmp_path / "sim"), "--json",
+        "--workers", "1", "--out", str(out), "--seed", "3",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout.count("\n") == 1
+    payload = json.loads(result.stdout)
+    assert set(payload) == {"version", "seed", "dataset", "results", "cases"}
+    assert (payload["seed"], payload["dataset"]) == (3, str(tmp_path / "sim"))
+    [summary] = payload["results"]
+    assert set(summary) == {
+        "method", "dataset", "n", "service", "instance", "by_fault_type", "by_system",
+        "time_s", "load_time_s", "peak_rss_mb", "errors",
+    }  # fmt: skip
+    assert set(summary["service"]) == {"ac@1", "ac@3", "ac@5", "avg@5", "mrr", "n"}
+    assert (summary["method"], summary["n"], summary["errors"]) == ("random", 3, [])
+    assert list(summary["by_fault_type"]) == ["cpu", "latency", "memory"]
+    assert [c["incident"] for c in payload["cases"]] == ["sim-4-0001", "sim-4-0002", "sim-4-0003"]
+    assert json.loads((out / "results.json").read_text()) == payload
+    assert (out / "results.md").read_text().startswith("# tracehound bench")
+    assert (out / "acc.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_rejects_unknown_method_listing_the_methods(tmp_path: Path) -> None:
+    result = run("bench", "--method", "nope", "--dataset", str(tmp_path))
+    assert_bad_input(result, "unknown method 'nope'", "random", "tracehound methods list")
+
+
+def test_bench_rejects_workers_with_scheduler(tmp_path: Path) -> None:
+    write_bundle(tiny_incident(), tmp_path / "a")
+    result = run(
+        "bench", "-m", "random", "-d", str(tmp_path), "--workers", "2",
+        "--scheduler", "tcp://127.0.0.1:8786",
+    )  # fmt: skip
+    assert_bad_input(result, "--workers and --scheduler exclude each other")
+
+
+def test_bench_rejects_a_path_that_is_not_a_dataset() -> None:
+    assert_bad_input(run("bench", "-m", "random", "-d", "/no/such/dataset"), "does not exist")
+
+
+def test_bench_help_has_an_example() -> None:
+    result = run("bench", "--help")
+    assert result.returncode == 0
+    assert "tracehound bench --method random" in " ".join(result.stdout.split())

@@ -248,6 +248,108 @@ def demo(
     stdout.print(f"  tracehound datasets info {bundle}")
 
 
+@app.command("bench")
+def bench(
+    methods: Annotated[
+        list[str],
+        typer.Option(
+            "--method",
+            "-m",
+            help="A registered method to measure; repeat for several (`tracehound methods list`).",
+        ),
+    ],
+    dataset: Annotated[
+        Path,
+        typer.Option(
+            "--dataset", "-d", help="A dataset directory in any known layout, or bundles."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for results.json, results.md and acc.png.")
+    ] = Path("bench-out"),
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Only the first N incidents.")
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Worker processes of a local Dask cluster on 127.0.0.1 (default 1).",
+            show_default=False,
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler",
+            help="Address of a running Dask scheduler (e.g. tcp://10.0.0.5:8786) instead of "
+            "a local cluster; its workers need tracehound and the dataset at the same path.",
+        ),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed given to every method that has a seed.")
+    ] = 0,
+    params: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            help="NAME=VALUE for every selected method that has NAME, or METHOD.NAME=VALUE "
+            "for one; VALUE is read as JSON, else as text. Repeatable.",
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the results as one JSON object.")
+    ] = False,
+) -> None:
+    """Measure methods on a labelled dataset: AC@1/3/5, Avg@5 and MRR at service and
+    instance level, per fault type and system, time and memory per case.
+
+    Each (method, incident) case runs as a Dask task; a case that fails counts as a miss
+    and is listed with its error. Results do not depend on the number of workers. Writes
+    results.json, results.md and acc.png into --out.
+
+    Example: tracehound bench --method random --dataset ../shared/datasets/rcd-sockshop --workers 2
+    """
+    from tracehound.bench import (
+        BenchConfig,
+        bench_json,
+        parse_params,
+        plan_cases,
+        run_planned,
+        write_report,
+    )
+    from tracehound.bench.report import accuracy_table, cost_table
+    from tracehound.progress import progress_bar
+
+    config = BenchConfig(
+        methods=tuple(methods),
+        dataset=dataset,
+        params=parse_params(params or [], methods),
+        seed=seed,
+        limit=limit,
+        workers=workers,
+        scheduler=scheduler,
+    )
+    specs = plan_cases(config)
+    with progress_bar(stderr) as progress:
+        task = progress.add_task("benchmarking", total=len(specs))
+        run = run_planned(
+            config, specs, lambda done, total, _: progress.update(task, completed=done)
+        )
+    files = write_report(run, out)
+    if as_json:
+        sys.stdout.write(json.dumps(bench_json(run)) + "\n")
+        return
+    stdout.print(accuracy_table(run))
+    stdout.print(cost_table(run))
+    errors = sum(1 for case in run.cases if case.error is not None)
+    if errors:
+        stdout.print(f"{errors} case(s) failed; their errors are in {files.markdown}.")
+    stdout.print(f"wrote {files.json}, {files.markdown} and {files.chart}", highlight=False)
+
+
 def main() -> None:
     """Entry point: run the app and turn tracehound errors into exit code 2.
 
