@@ -234,9 +234,10 @@ def test_metrics_are_long_filtered_and_deduplicated(first: IncidentData) -> None
     metrics = first.metrics
     assert metrics is not None
     per_pod = len(METRIC_NAMES) - len(NAN_METRICS)
-    # 13 rows in [08:33:30, 08:47:05.1] and 3 in [08:48:16.478, 08:52:04.1]; rca and
-    # construct_data copies of the same rows count once.
-    minutes = 13 + 3
+    # Points are stamped at tick - 30 s: 14 of them in [08:33:30, 08:47:05.1] (ticks
+    # 08:34:09-08:47:09) and 3 in the normal window [08:48:16.478, 08:51:04.1) (ticks
+    # 08:49:09-08:51:09); rca and construct_data copies of the same rows count once.
+    minutes = 14 + 3
     assert metrics.num_rows == minutes * (2 * per_pod + len(FRONT_NAMES))
     cpu = metrics.filter(
         pc.and_(
@@ -245,7 +246,7 @@ def test_metrics_are_long_filtered_and_deduplicated(first: IncidentData) -> None
         )
     )
     times = [f"{datetime.fromtimestamp(t / 1e9, UTC):%H:%M:%S}" for t in column(cpu, "ts_ns")]
-    assert times == [f"08:{m:02d}:09" for m in (*range(34, 47), 49, 50, 51)]
+    assert times == [f"08:{m:02d}:39" for m in (*range(33, 47), 48, 49, 50)]
     assert set(column(cpu, "value")) == {1.7}
     assert set(column(cpu, "node")) == {CONTACTS_NODE}
     assert set(column(cpu, "service")) == {"ts-contacts-service"}
@@ -258,7 +259,7 @@ def test_metrics_are_long_filtered_and_deduplicated(first: IncidentData) -> None
     assert set(column(basic, "node")) == {""}  # no basic-service log was loaded
 
 
-def test_metric_rows_keep_their_own_time(tiny: NezhaDataset) -> None:
+def test_metric_points_sit_mid_minute_of_what_they_describe(tiny: NezhaDataset) -> None:
     data = tiny.load(f"{TT}-03")
     metrics = data.metrics
     assert metrics is not None
@@ -270,8 +271,10 @@ def test_metric_rows_keep_their_own_time(tiny: NezhaDataset) -> None:
     )
     faulty = cpu.filter(pc.greater(cpu.column("value"), 50))
     first_faulty = datetime.fromtimestamp(column(faulty, "ts_ns")[0] / 1e9, UTC)
-    assert first_faulty == utc("2023-01-29T13:33:09")
-    assert cpu.num_rows == 12 + 3  # 13:23:09-13:34:09, then the baseline's three
+    # The row ticked 13:33:09 is the first to show the 13:31:54 fault; it describes
+    # 13:32:09-13:33:09 and sits at 13:32:39, inside the analysis window.
+    assert first_faulty == utc("2023-01-29T13:32:39")
+    assert cpu.num_rows == 12 + 3  # stamps 13:22:39-13:33:39, then the baseline's three
 
 
 def test_day_without_logs_or_baseline(tiny: NezhaDataset) -> None:
@@ -361,3 +364,30 @@ def test_development_copy() -> None:
     assert spans.num_rows == 5108 + 4890
     assert logs.num_rows == 2795 + 2489
     assert data.incident.window == window("2023-01-29T08:44:08.386", "2023-01-29T08:45:08.525914")
+
+
+@pytest.mark.integration
+def test_cpu_fault_metric_lands_inside_the_analysis_window() -> None:
+    """Incident 25 (cpu_contention at 13:31:54): the first row showing 99.9 % CPU is ticked
+    13:33:09 and describes the minute before, so it must fall inside the loaded window."""
+    if not (DEV_COPY / "rca_data").is_dir():
+        pytest.skip(f"no Nezha development copy at {DEV_COPY}")
+    data = NezhaDataset(DEV_COPY).load(f"{TT}-25")
+    labels = data.incident.labels
+    assert labels is not None and labels.fault_type == "cpu_contention"
+    metrics = data.metrics
+    assert metrics is not None
+    window = data.incident.window
+    cpu = metrics.filter(
+        pc.and_(
+            pc.equal(metrics.column("instance"), labels.instance),
+            pc.equal(metrics.column("name"), "CpuUsageRate(%)"),
+        )
+    )
+    inside = cpu.filter(
+        pc.and_(
+            pc.greater_equal(cpu.column("ts_ns"), window.start_ns),
+            pc.less(cpu.column("ts_ns"), window.end_ns),
+        )
+    )
+    assert column(inside, "value") == [pytest.approx(99.9, abs=0.1)]

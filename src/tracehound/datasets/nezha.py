@@ -33,14 +33,16 @@ Choices, and the timing traps behind them (numbers refer to the dataset README):
   give the estimate [first tag - 3 min, last tag + 1 min): baseline files can be longer
   than a minute and begin earlier (trap 5). `load()` refines it to the baseline spans' first
   start and last end, like the window. Days without `construct_data` have none.
-- **Metrics.** `TimeStamp` (epoch seconds) gives `ts_ns`; `Time` carries Go's monotonic
-  suffix and is ignored (trap 7). A metric row summarises the minute *before* its time
-  (trap 7): the row at 13:33:09 is the first to show a fault injected at 13:31:54. We keep
-  the row's own time, so analyses must look one row later than the event. Kept rows are
-  those within [window.start - 10 min, window.end + 2 min] and, for the baseline,
-  [normal.start, normal.end + 1 min] (the rows that describe the normal window), from the
-  day's `rca_data` and `construct_data` metric files alike, de-duplicated (the two copies
-  hold identical rows). A pod's `node` is its node IP as seen in the loaded logs.
+- **Metrics.** `Time` carries Go's monotonic suffix and is ignored; `TimeStamp` (epoch
+  seconds) is the collector tick. A metric row summarises the minute *before* its tick
+  (trap 7): the row at 13:33:09 is the first to show a fault injected at 13:31:54. Each
+  point is therefore stamped at the middle of the minute it describes, tick - 30 s, so it
+  falls inside whichever window covers most of that minute (a point stamped at its tick
+  would land after the one-minute analysis window whose data it summarises). Kept rows
+  are those within [window.start - 10 min, window.end + 2 min] and those inside the normal
+  window, from the day's `rca_data` and `construct_data` metric files alike, de-duplicated
+  (the two copies hold identical rows). A pod's `node` is its node IP as seen in the
+  loaded logs.
 - **Logs.** `ts_ns` comes from `Timestamp` (RFC 3339, 5-9 fractional digits, UTC when it
   has no offset), never from `TimeUnixNano`, which holds garbage in some rows (trap 9).
   The level and message come from the app line inside the Docker JSON record. Rows whose
@@ -88,8 +90,8 @@ ANALYSIS_OFFSET = 2
 #: Metric rows kept around the incident window (before, after).
 METRIC_MARGIN_BEFORE = timedelta(minutes=10)
 METRIC_MARGIN_AFTER = timedelta(minutes=2)
-#: A metric row describes the minute before its time, so the baseline keeps one more minute.
-BASELINE_METRIC_LAG = timedelta(minutes=1)
+#: A metric row describes the minute before its tick; points are stamped mid-minute.
+METRIC_STAMP_SHIFT_NS = 30 * 1_000_000_000
 
 TRAIN_TICKET = "train-ticket"
 ONLINE_BOUTIQUE = "online-boutique"
@@ -829,7 +831,7 @@ def _metric_ranges(window: Window, normal: Window | None) -> list[tuple[int, int
         )
     ]
     if normal is not None:
-        ranges.append((normal.start_ns, ns_from_datetime(normal.end + BASELINE_METRIC_LAG)))
+        ranges.append((normal.start_ns, normal.end_ns))
     return ranges
 
 
@@ -840,7 +842,8 @@ def _load_metrics(files: list[Path], ranges: list[tuple[int, int]]) -> pa.Table 
     wide = pa.concat_tables(
         [_read_metric_file(path) for path in files], promote_options="permissive"
     ).combine_chunks()
-    ts_ns = pc.multiply(_column(wide, "TimeStamp").cast(pa.int64()), 1_000_000_000)
+    ticks_ns = pc.multiply(_column(wide, "TimeStamp").cast(pa.int64()), 1_000_000_000)
+    ts_ns = pc.subtract(ticks_ns, METRIC_STAMP_SHIFT_NS)
     wide = wide.set_column(0, "ts_ns", ts_ns).filter(_within(ts_ns, ranges))
     instance = _column(wide, "instance")
     service = pc.coalesce(_column(wide, "service"), _service_column(instance))
