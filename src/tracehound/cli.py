@@ -27,6 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
 )
 datasets_app = typer.Typer(
     help="Inspect benchmark datasets and convert them to incident bundles.",
@@ -138,7 +139,7 @@ def methods_list(
     Tags: the modalities a method requires, whether it uses an LLM, whether it is
     deterministic, and whether it needs a normal (fault-free) window.
     """
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from tracehound.methods import available_methods
 
@@ -156,7 +157,14 @@ def methods_list(
     if as_json:
         sys.stdout.write(json.dumps({"methods": rows}, default=str) + "\n")
         return
-    table = Table("method", "modalities", "llm", "deterministic", "normal window", "params")
+    table = Table(
+        Column("method", no_wrap=True),
+        "needs",
+        "LLM",
+        "determ.",
+        "normal window",
+        Column("parameters (defaults)", no_wrap=True),
+    )
     for row in rows:
         tags = row["tags"]
         table.add_row(
@@ -165,7 +173,7 @@ def methods_list(
             "yes" if tags["uses_llm"] else "no",
             "yes" if tags["deterministic"] else "no",
             "needed" if tags["needs_normal_window"] else "optional",
-            ", ".join(f"{k}={v!r}" for k, v in row["params"].items()),
+            "\n".join(f"{k}={v!r}" for k, v in row["params"].items()),
         )
     stdout.print(table)
 
