@@ -51,7 +51,7 @@ def accuracy_chart(summaries: Sequence[MethodSummary], path: Path) -> Path:
         ax.grid(axis="y", alpha=0.3)
         ax.set_ylabel("service AC@k")
     handles, labels = axes[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="outside upper right", fontsize=8, ncols=len(CHART_K))
     figure.suptitle(f"tracehound bench: {summaries[0].dataset}", fontsize=10)
+    figure.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=len(CHART_K))
     figure.savefig(path, dpi=110)
     return path
