@@ -1,0 +1,114 @@
+"""The result of an investigation: what `investigate` renders (ARCHITECTURE §6).
+
+A method's `localize` returns only a `Ranking`; an engine that explains itself (rclagent)
+returns an `Investigation`, whose `ranking` is the same answer. `from_ranking` wraps a
+plain ranking so every method can be rendered the same way.
+
+Every claim carries evidence ids; every evidence node of `evidence_graph` points at the raw
+rows (table + keys) or the tool call it came from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tracehound.model import EvidenceGraph, Incident, Ranking
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RootCause(_Frozen):
+    """The blamed component."""
+
+    service: str
+    instance: str | None = None
+    span_id: str | None = None
+    operation: str | None = None
+    confidence: float = Field(ge=0.0, le=1.0)
+    summary: str = ""
+    evidence: list[str] = Field(default_factory=list)
+
+
+class PathStep(_Frozen):
+    """One hop of the propagation path, from the failing request's root span to the cause."""
+
+    span_id: str
+    service: str
+    instance: str
+    operation: str
+    note: str = ""
+    evidence: list[str] = Field(default_factory=list)
+
+
+class Alternative(_Frozen):
+    """A runner-up and why it ranks lower than the root cause."""
+
+    kind: str
+    name: str
+    score: float
+    why_lower: str
+    evidence: list[str] = Field(default_factory=list)
+
+
+class Investigation(_Frozen):
+    """Everything a report shows about one incident."""
+
+    incident: Incident
+    method: str
+    ranking: Ranking
+    root_cause: RootCause | None = None
+    fault_type: str | None = None
+    path: list[PathStep] = Field(default_factory=list)
+    alternatives: list[Alternative] = Field(default_factory=list)
+    supporting: list[str] = Field(default_factory=list)
+    contradicting: list[str] = Field(default_factory=list)
+    evidence_graph: EvidenceGraph = Field(default_factory=EvidenceGraph)
+    #: The modalities the method actually used.
+    modalities: list[str] = Field(default_factory=list)
+    #: requests_analysed, agents_run, wall_time_s, and anything else worth counting.
+    stats: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def from_ranking(
+        cls,
+        incident: Incident,
+        method: str,
+        ranking: Ranking,
+        *,
+        modalities: list[str] | None = None,
+        stats: dict[str, Any] | None = None,
+    ) -> Investigation:
+        """An investigation holding only a ranking (methods that do not explain)."""
+        top = ranking.services[0] if ranking.services else None
+        instance = ranking.instances[0].name if ranking.instances else None
+        root = None
+        if top is not None:
+            root = RootCause(
+                service=top.name,
+                instance=instance,
+                confidence=0.0,
+                summary=top.reason,
+            )
+        alternatives = [
+            Alternative(
+                kind=c.kind,
+                name=c.name,
+                score=c.score,
+                why_lower=f"score {c.score:.3g} below {top.score:.3g}" if top else "",
+            )
+            for c in ranking.services[1:6]
+        ]
+        return cls(
+            incident=incident,
+            method=method,
+            ranking=ranking,
+            root_cause=root,
+            fault_type=ranking.fault_type,
+            alternatives=alternatives,
+            modalities=modalities or [],
+            stats=stats or {},
+        )
