@@ -9,16 +9,24 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import tempfile
+import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from tracehound import __version__
 from tracehound.errors import BadInput, TracehoundError
+
+if TYPE_CHECKING:
+    from tracehound.datasets import Dataset
+    from tracehound.investigation import Investigation
+    from tracehound.model import Incident
 
 app = typer.Typer(
     name="tracehound",
@@ -254,6 +262,180 @@ def demo(
     stdout.print(f"\nbundle written to [bold]{bundle}[/]")
     stdout.print("Investigating it arrives with the rclagent engine; for now, try:")
     stdout.print(f"  tracehound datasets info {bundle}")
+
+
+_INVESTIGATE_HELP = """Investigate one incident: find its root cause and show the evidence.
+
+PATH is an incident bundle, or a dataset directory in any known layout; in a dataset with
+more than one incident, `--incident` picks one (`tracehound datasets info PATH` lists
+them). The report shows the root cause with its confidence, the propagation path from the
+failing request's root span to the cause, the fault type, the top alternatives with why
+each ranks lower, and the supporting and contradicting evidence; every claim cites the ids
+of its evidence, and every evidence item names the rows or the tool call it came from.
+
+Formats: `text` (the terminal), `md` (Markdown), `json` (exactly one object on stdout)
+and `html` (one self-contained page that works offline, with the evidence graph drawn;
+written to `--out`, by default `<incident id>.html` in the current directory).
+
+Examples:
+
+    tracehound simulate --seed 1 out/sim
+
+    tracehound investigate out/sim/sim-1-0001
+
+    tracehound investigate out/sim --incident sim-1-0003 --format html --out report.html
+
+    tracehound investigate out/sim -i sim-1-0002 --method baro --format json
+
+    tracehound investigate out/sim/sim-1-0001 --param single_request=true
+"""
+
+
+@app.command("investigate", help=_INVESTIGATE_HELP)
+def investigate(
+    path: Annotated[
+        Path, typer.Argument(help="An incident bundle or a dataset directory.", show_default=False)
+    ],
+    incident: Annotated[
+        str | None,
+        typer.Option(
+            "--incident",
+            "-i",
+            help="Id of the incident to investigate; needed when PATH holds several.",
+            show_default=False,
+        ),
+    ] = None,
+    method: Annotated[
+        str, typer.Option("--method", "-m", help="A registered method (`tracehound methods list`).")
+    ] = "rclagent",
+    fmt: Annotated[
+        str, typer.Option("--format", "-f", help="Report format: text, md, json or html.")
+    ] = "text",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            "-o",
+            help="Write the report to this file (html: default `<incident id>.html`).",
+            show_default=False,
+        ),
+    ] = None,
+    params: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            help="NAME=VALUE, a parameter of the method; VALUE is read as JSON, else as text. "
+            "Repeatable.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    from tracehound.report import normalize_format, print_text, render
+
+    fmt = normalize_format(fmt)
+    method_params = _method_params(params or [])
+    result = _investigate(path, incident, method, method_params)
+    if fmt == "html" and out is None:
+        out = Path(_file_name(result.incident.id) + ".html")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render(result, fmt), encoding="utf-8")
+        stderr.print(f"wrote the {fmt} report to {out}", highlight=False, soft_wrap=True)
+    elif fmt == "text":
+        print_text(result, stdout)
+    else:
+        sys.stdout.write(render(result, fmt))
+
+
+def _method_params(items: list[str]) -> dict[str, Any]:
+    """`--param NAME=VALUE` items as keyword arguments; values are JSON when they parse."""
+    params: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise BadInput(
+                f"cannot read parameter {item!r}", column="--param", expected="NAME=VALUE"
+            )
+        try:
+            params[name.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            params[name.strip()] = text
+    return params
+
+
+def _pick_incident(dataset: Dataset, wanted: str | None) -> Incident:
+    """The incident `--incident` names, or the only one; `BadInput` listing a few ids else."""
+    incidents = dataset.incidents()
+    ids = [item.id for item in incidents]
+    sample = ", ".join(ids[:5]) + (f", … ({len(ids)} in all)" if len(ids) > 5 else "")
+    if wanted is None:
+        if len(incidents) == 1:
+            return incidents[0]
+        if not incidents:
+            raise BadInput("holds no incidents", file=dataset.root)
+        raise BadInput(
+            f"holds {len(incidents)} incidents; choose one with --incident ID",
+            file=dataset.root,
+            expected=f"an id such as {sample}",
+            hint=f"`tracehound datasets info {dataset.root}` describes them.",
+        )
+    for item in incidents:
+        if item.id == wanted:
+            return item
+    raise BadInput(
+        f"no incident with id {wanted!r}",
+        file=dataset.root,
+        column="--incident",
+        expected=f"one of {sample}" if ids else "a dataset with incidents",
+    )
+
+
+def _investigate(
+    path: Path, incident_id: str | None, method_name: str, params: dict[str, Any]
+) -> Investigation:
+    """Load the incident, build its store and run the method: its own `investigate` when it
+    explains itself, else `localize` wrapped by `Investigation.from_ranking`."""
+    from tracehound.datasets import open_dataset
+    from tracehound.investigation import Investigation
+    from tracehound.methods import get_method
+    from tracehound.store import TelemetryStore
+
+    started = time.perf_counter()
+    method = get_method(method_name, **params)
+    dataset = open_dataset(path)
+    chosen = _pick_incident(dataset, incident_id)
+    with stderr.status(f"investigating {chosen.id} with {method_name}"):
+        data = dataset.load(chosen.id)
+        with TelemetryStore.from_incident(data) as store:
+            loaded = time.perf_counter()
+            explain = getattr(method, "investigate", None)
+            if callable(explain):
+                result = explain(data.incident, store)
+                if not isinstance(result, Investigation):
+                    raise TracehoundError(
+                        f"method {method_name!r} returned {type(result).__name__} from "
+                        "investigate(), not an Investigation"
+                    )
+            else:
+                ranking = method.localize(data.incident, store)
+                result = Investigation.from_ranking(
+                    data.incident, method_name, ranking, modalities=store.modalities()
+                )
+            finished = time.perf_counter()
+    for note in data.notes:
+        stderr.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    stats = {
+        "wall_time_s": round(finished - loaded, 4),
+        **result.stats,
+        "load_time_s": round(loaded - started, 4),
+    }
+    return result.model_copy(update={"stats": stats})
+
+
+def _file_name(incident_id: str) -> str:
+    """An incident id made safe as a file name in the current directory."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", incident_id).strip("._") or "incident"
 
 
 @app.command("bench")

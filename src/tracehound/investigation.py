@@ -84,12 +84,12 @@ class Investigation(_Frozen):
     ) -> Investigation:
         """An investigation holding only a ranking (methods that do not explain)."""
         top = ranking.services[0] if ranking.services else None
-        instance = ranking.instances[0].name if ranking.instances else None
         root = None
         if top is not None:
+            # A plain ranking does not say which instance belongs to which service, so the
+            # root cause names the service only; the instance ranking stays in `ranking`.
             root = RootCause(
                 service=top.name,
-                instance=instance,
                 confidence=0.0,
                 summary=top.reason,
             )
