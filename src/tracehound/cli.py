@@ -240,9 +240,15 @@ def demo(
         typer.Option("--out", help="Keep the simulated bundle here (default: a temp dir)."),
     ] = None,
 ) -> None:
-    """Simulate one incident in a small synthetic system and show what it looks like."""
+    """Simulate one incident in a small synthetic system, investigate it with rclagent and
+    print the report.
+
+    The simulated bundle is kept (in a temp dir, or `--out`), so you can investigate it
+    again in another format: `tracehound investigate BUNDLE --format html`.
+    """
     from tracehound.bundle import read_bundle, write_bundle
     from tracehound.model import FAULT_TYPES
+    from tracehound.report import print_text
     from tracehound.show import render_incident
     from tracehound.simulate import generate_incident, generate_system
     from tracehound.store import TelemetryStore
@@ -259,9 +265,19 @@ def demo(
         data = read_bundle(bundle)
     with TelemetryStore.from_incident(data) as store:
         render_incident(data, store, stdout)
-    stdout.print(f"\nbundle written to [bold]{bundle}[/]")
-    stdout.print("Investigating it arrives with the rclagent engine; for now, try:")
-    stdout.print(f"  tracehound datasets info {bundle}")
+    investigation = _investigate(bundle, None, "rclagent", {})
+    stdout.print()
+    print_text(investigation, stdout)
+    labels = data.incident.labels
+    if labels is not None and investigation.root_cause is not None:
+        hit = investigation.root_cause.service == labels.service
+        verdict = "[green]matches[/]" if hit else "[red]differs from[/]"
+        stdout.print(
+            f"\nThe answer {verdict} the injected fault: {labels.fault_type} at "
+            f"{labels.instance or labels.service}."
+        )
+    stdout.print(f"bundle written to [bold]{bundle}[/]; try:")
+    stdout.print(f"  tracehound investigate {bundle} --format html --out report.html")
 
 
 _INVESTIGATE_HELP = """Investigate one incident: find its root cause and show the evidence.

@@ -72,6 +72,52 @@ class Investigation(_Frozen):
     #: requests_analysed, agents_run, wall_time_s, and anything else worth counting.
     stats: dict[str, Any] = Field(default_factory=dict)
 
+    def with_short_evidence_ids(self) -> Investigation:
+        """The same investigation with evidence ids renamed e1, e2, ... in graph order.
+
+        Engines derive ids from content (stable but long); people read short ones. Every
+        reference — graph edges, root cause, path, alternatives, supporting and
+        contradicting lists — is renamed consistently; the original id is kept in each
+        node's `keys` under "ref".
+        """
+        names = {node.id: f"e{i}" for i, node in enumerate(self.evidence_graph.nodes, 1)}
+
+        def rename(ids: list[str]) -> list[str]:
+            return [names.get(i, i) for i in ids]
+
+        graph = EvidenceGraph(
+            nodes=[
+                node.model_copy(
+                    update={"id": names[node.id], "keys": {**node.keys, "ref": node.id}}
+                )
+                for node in self.evidence_graph.nodes
+            ],
+            edges=[
+                edge.model_copy(
+                    update={
+                        "source": names.get(edge.source, edge.source),
+                        "target": names.get(edge.target, edge.target),
+                    }
+                )
+                for edge in self.evidence_graph.edges
+            ],
+        )
+        root = self.root_cause
+        if root is not None:
+            root = root.model_copy(update={"evidence": rename(root.evidence)})
+        return self.model_copy(
+            update={
+                "evidence_graph": graph,
+                "root_cause": root,
+                "path": [p.model_copy(update={"evidence": rename(p.evidence)}) for p in self.path],
+                "alternatives": [
+                    a.model_copy(update={"evidence": rename(a.evidence)}) for a in self.alternatives
+                ],
+                "supporting": rename(self.supporting),
+                "contradicting": rename(self.contradicting),
+            }
+        )
+
     @classmethod
     def from_ranking(
         cls,

@@ -1,0 +1,258 @@
+"""Everything the agents need about one incident, computed once in SQL before they run.
+
+Agents run concurrently and must not share a DuckDB connection, so the engine queries the
+store up front (a handful of SQL statements) and hands the agents in-memory slices:
+operation and edge baselines, the log lines linked to the selected requests with their
+templates and novelty, which log templates each operation normally writes, instance
+activity, and metric shifts. Queries touch the incident and baseline windows, and
+per-span detail only for the selected traces, so cost follows the failing requests.
+
+Baselines come from the normal window when it holds spans; otherwise from robust
+statistics (median, MAD) of the incident window itself (`IncidentContext.baseline`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tracehound.methods.trace_common import baseline_window
+from tracehound.model import Incident, Window
+from tracehound.store import TelemetryStore
+
+NS_PER_MS = 1_000_000.0
+
+#: Levels read as errors and as warnings (case-insensitive); anything else is chatter.
+ERROR_LEVELS = ("ERROR", "FATAL", "CRITICAL", "SEVERE", "EMERG", "ALERT", "PANIC")
+WARN_LEVELS = ("WARN", "WARNING")
+
+#: A log template: the message with ids (hex runs, UUIDs) and free-standing numbers
+#: masked, cut to its first 96 characters (variable text such as names and values
+#: tends to come last). Numbers glued to `#` (source line markers such as ``Impl#31``)
+#: are kept, because they tell code locations apart.
+TEMPLATE_SQL = (
+    "left(regexp_replace(regexp_replace(coalesce(message, ''), "
+    "'[0-9a-fA-F]{8,}(-[0-9a-fA-F]{4,})*', '<id>', 'g'), "
+    "'([^#A-Za-z0-9_])[0-9]+([.][0-9]+)?', '\\10', 'g'), 96)"
+)
+LEVEL_SQL = (
+    "CASE WHEN upper(level) IN ({e}) THEN 'error' WHEN upper(level) IN ({w}) THEN 'warn' "
+    "ELSE 'info' END"
+).format(e=", ".join(f"'{x}'" for x in ERROR_LEVELS), w=", ".join(f"'{x}'" for x in WARN_LEVELS))
+
+
+@dataclass(frozen=True, slots=True)
+class OpBaseline:
+    """Latency and self-time of one (service, operation) in the baseline window, in ms."""
+
+    n: int
+    median_ms: float
+    mad_ms: float
+    self_median_ms: float
+    self_mad_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeBaseline:
+    """Client-minus-server time of calls from one operation to another, in ms."""
+
+    n: int
+    median_ms: float
+    mad_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    """One log line linked to a selected request, with its template and novelty.
+
+    `novelty` (0..1) says how new its (service, template) is: 1 when the baseline window
+    never showed it, less when it was already that frequent before.
+    """
+
+    ts_ns: int
+    service: str
+    instance: str
+    level: str
+    template: str
+    message: str
+    trace_id: str
+    span_id: str
+    novelty: float
+
+
+@dataclass(frozen=True, slots=True)
+class MetricShift:
+    """One metric series' shift against its baseline, in natural units and robust units."""
+
+    service: str
+    instance: str
+    node: str
+    name: str
+    normal: float
+    value: float
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceEvidence:
+    """Incident-wide evidence about one instance, each strength in [0, 1]."""
+
+    errors: float
+    silence: float
+    #: how far its span count fell below what its service's traffic predicts
+    vanished: float
+    resource: float
+    resource_kind: str | None
+    note: str
+
+
+@dataclass
+class IncidentContext:
+    """Precomputed, read-only facts about one incident (see module docstring)."""
+
+    incident: Incident
+    window: Window
+    baseline: Window
+    has_normal: bool
+    use_logs: bool
+    use_metrics: bool
+    op_base: dict[tuple[str, str], OpBaseline] = field(default_factory=dict)
+    edge_base: dict[tuple[str, str, str, str], EdgeBaseline] = field(default_factory=dict)
+    #: log lines of the selected traces, by (trace_id, span_id)
+    span_logs: dict[tuple[str, str], list[LogLine]] = field(default_factory=dict)
+    #: templates each (instance, operation) wrote in most of its baseline spans and now
+    #: writes less often, with the drop in per-span share
+    usual_templates: dict[tuple[str, str], list[tuple[str, float]]] = field(default_factory=dict)
+    #: spans each instance started in the incident and baseline windows
+    activity: dict[str, tuple[int, int]] = field(default_factory=dict)
+    instance_metrics: dict[str, list[MetricShift]] = field(default_factory=dict)
+    node_metrics: dict[str, list[MetricShift]] = field(default_factory=dict)
+    instance_node: dict[str, str] = field(default_factory=dict)
+    services: list[str] = field(default_factory=list)
+    instances: list[str] = field(default_factory=list)
+    instance_service: dict[str, str] = field(default_factory=dict)
+    #: incident-wide evidence per instance (the global evidence the synthesis weighs)
+    instance_evidence: dict[str, InstanceEvidence] = field(default_factory=dict)
+
+    @property
+    def base_seconds(self) -> float:
+        return max(self.baseline.seconds, 1e-9)
+
+    @property
+    def window_seconds(self) -> float:
+        return max(self.window.seconds, 1e-9)
+
+
+def choose_baseline(incident: Incident, store: TelemetryStore) -> tuple[Window, bool]:
+    """The normal window when it holds spans (True), else the incident window (False)."""
+    normal = baseline_window(incident, store)
+    if normal is not None:
+        return normal, True
+    if incident.normal_window is not None and not store.counts()["spans"]:
+        return incident.normal_window, True
+    return incident.window, False
+
+
+def rows(store: TelemetryStore, sql: str, params: list[Any]) -> list[dict[str, Any]]:
+    """A query's rows as dicts (only for small, already aggregated results)."""
+    result: list[dict[str, Any]] = store.query(sql, params).to_pylist()
+    return result
+
+
+def novelty_cte(name: str = "nov") -> str:
+    """CTE `<name>`: per (service, template) of warn/error logs, how new it is (0..1).
+
+    The baseline count is scaled by how much the service worked in each window (its
+    spans, else the windows' lengths), and given a Poisson margin (``+ 2 sqrt + 1``), so
+    a warning that merely follows traffic is not news: novelty is
+    ``max(0, 1 - (expected + 2 sqrt(expected) + 1) / observed)``, 1 - 1/observed for a
+    template the baseline never showed, and 1 without a separate normal window.
+    Parameters: see `novelty_params`.
+    """
+    return f"""
+    {name}_l AS (
+      SELECT service, {TEMPLATE_SQL} AS tpl, ts_ns FROM logs
+      WHERE {LEVEL_SQL} <> 'info'),
+    {name}_work AS (
+      SELECT service,
+             count(*) FILTER (WHERE start_ns >= ? AND start_ns < ?) AS si,
+             count(*) FILTER (WHERE start_ns >= ? AND start_ns < ?) AS sb
+      FROM spans GROUP BY service),
+    {name}_c AS (
+      SELECT l.service, l.tpl,
+             count(*) FILTER (WHERE l.ts_ns >= ? AND l.ts_ns < ?) AS ci,
+             count(*) FILTER (WHERE l.ts_ns >= ? AND l.ts_ns < ?)
+               * CASE WHEN any_value(w.sb) > 0 THEN any_value(w.si) / any_value(w.sb)
+                      ELSE ? END AS expected
+      FROM {name}_l l LEFT JOIN {name}_work w USING (service) GROUP BY l.service, l.tpl),
+    {name} AS (
+      SELECT service, tpl, ci, expected,
+             CASE WHEN ? = 0 THEN 1.0
+                  ELSE greatest(0.0, 1.0 - (expected + 2 * sqrt(expected) + 1) / greatest(ci, 1))
+             END AS novelty
+      FROM {name}_c)
+    """
+
+
+def silence_cte(name: str = "sil") -> str:
+    """CTE `<name>`: info templates an operation writes less often now than in the baseline.
+
+    Per (instance, operation, template): the share of baseline spans of the operation that
+    wrote it (`base_share`, at least `min_share`, over at least 10 spans), the share of
+    incident-window spans that did (`inc_share`), and `drop` = the difference. Shares
+    are per span, so they are scaled by how often the operation ran. Also defines
+    `<name>_bl`: (trace_id, span_id, tpl) of info lines in both windows, and `<name>_sp`:
+    spans of both windows with `win` 'b' or 'i'. Parameters: see `silence_params`.
+    """
+    return f"""
+    {name}_sp AS (
+      SELECT * FROM (
+        SELECT trace_id, span_id, instance, operation,
+               CASE WHEN start_ns >= ? AND start_ns < ? THEN 'i'
+                    WHEN start_ns >= ? AND start_ns < ? THEN 'b' END AS win
+        FROM spans) WHERE win IS NOT NULL),
+    {name}_opn AS (SELECT instance, operation, win, count(*) AS n FROM {name}_sp GROUP BY ALL),
+    {name}_bl AS (
+      SELECT DISTINCT trace_id, span_id, {TEMPLATE_SQL} AS tpl FROM logs
+      WHERE span_id IS NOT NULL AND {LEVEL_SQL} = 'info'
+        AND trace_id IN (SELECT trace_id FROM {name}_sp)),
+    {name}_pres AS (
+      SELECT s.instance, s.operation, s.win, bl.tpl, count(*) AS k
+      FROM {name}_sp s JOIN {name}_bl bl USING (trace_id, span_id) GROUP BY ALL),
+    {name} AS (
+      SELECT p.instance, p.operation, p.tpl, p.k / nb.n AS base_share,
+             coalesce(q.k, 0) / ni.n AS inc_share,
+             p.k / nb.n - coalesce(q.k, 0) / ni.n AS drop, ni.n AS n_inc
+      FROM {name}_pres p
+      JOIN {name}_opn nb ON nb.instance = p.instance AND nb.operation = p.operation
+                         AND nb.win = 'b'
+      JOIN {name}_opn ni ON ni.instance = p.instance AND ni.operation = p.operation
+                         AND ni.win = 'i'
+      LEFT JOIN {name}_pres q ON q.instance = p.instance AND q.operation = p.operation
+                              AND q.tpl = p.tpl AND q.win = 'i'
+      WHERE p.win = 'b' AND nb.n >= 10 AND ni.n >= 5 AND p.k / nb.n >= ?)
+    """
+
+
+def silence_params(ctx: IncidentContext, min_share: float) -> list[Any]:
+    """Parameters of `silence_cte`, in order."""
+    w, b = ctx.window, ctx.baseline
+    return [w.start_ns, w.end_ns, b.start_ns, b.end_ns, min_share]
+
+
+def novelty_params(ctx: IncidentContext) -> list[Any]:
+    """Parameters of `novelty_cte`, in order."""
+    w, b = ctx.window, ctx.baseline
+    ratio = ctx.window_seconds / ctx.base_seconds
+    return [
+        w.start_ns,
+        w.end_ns,
+        b.start_ns,
+        b.end_ns,
+        w.start_ns,
+        w.end_ns,
+        b.start_ns,
+        b.end_ns,
+        ratio,
+        1 if ctx.has_normal else 0,
+    ]

@@ -1,0 +1,447 @@
+"""SQL that fills an `IncidentContext` once per incident (see `context`).
+
+One query per kind of fact; each returns a small aggregated Arrow table that becomes a
+dict. Per-span detail is fetched only for the selected traces.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tracehound.methods.metric_matrix import SeriesMatrix, series_matrix
+from tracehound.methods.metric_ranking import fault_type_of
+from tracehound.methods.trace_common import windowed_spans_cte
+from tracehound.model import Incident
+from tracehound.rclagent.context import (
+    LEVEL_SQL,
+    NS_PER_MS,
+    TEMPLATE_SQL,
+    EdgeBaseline,
+    IncidentContext,
+    InstanceEvidence,
+    LogLine,
+    MetricShift,
+    OpBaseline,
+    choose_baseline,
+    novelty_cte,
+    novelty_params,
+    rows,
+    silence_cte,
+    silence_params,
+)
+from tracehound.store import TelemetryStore
+
+_INT64_MIN = -(2**63)
+#: Relative floor of a metric's spread: a shift smaller than a tenth of its own normal
+#: level, however flat the series was, is not a shift worth reporting.
+METRIC_RELATIVE_FLOOR = 0.10
+#: Floor of a spread relative to the typical level of the same metric across all series
+#: (half of it): a natural-unit scale learnt from the peers, so a series that was flat
+#: or merely noisy cannot outrank one that moved by many of the metric's usual units.
+PEER_FLOOR = 0.5
+#: Share of an operation's baseline spans that must write a template for its absence to
+#: count as silence, and the least drop of that share in the incident window.
+USUAL_SHARE = 0.5
+SILENCE_DROP = 0.5
+#: Least fall in an instance's share of spans that counts as having vanished.
+VANISHED_DROP = 0.5
+#: Weight of a vanished instance that no other component's error lines name (its callers
+#: would report refused connections if it had died).
+UNNAMED_VANISHED = 0.3
+
+
+def new_context(
+    incident: Incident, store: TelemetryStore, *, use_logs: bool, use_metrics: bool
+) -> IncidentContext:
+    """A context with windows and candidate names; facts are added by `fill_context`."""
+    baseline, has_normal = choose_baseline(incident, store)
+    modalities = set(store.modalities())
+    ctx = IncidentContext(
+        incident=incident,
+        window=incident.window,
+        baseline=baseline,
+        has_normal=has_normal,
+        use_logs=use_logs and "logs" in modalities,
+        use_metrics=use_metrics and "metrics" in modalities,
+    )
+    names = rows(
+        store,
+        """
+        SELECT DISTINCT service, instance FROM (
+          SELECT service, instance FROM spans UNION ALL SELECT service, instance FROM logs
+          UNION ALL SELECT service, instance FROM metrics)
+        WHERE service IS NOT NULL AND service <> '' ORDER BY service, instance
+        """,
+        [],
+    )
+    ctx.services = sorted({r["service"] for r in names})
+    ctx.instances = sorted({r["instance"] for r in names if r["instance"]})
+    ctx.instance_service = {r["instance"]: r["service"] for r in names if r["instance"]}
+    return ctx
+
+
+def fill_context(store: TelemetryStore, ctx: IncidentContext, trace_ids: list[str]) -> None:
+    """Add baselines, logs, activity and metric shifts for the selected traces."""
+    if trace_ids:
+        _operation_baselines(store, ctx, trace_ids)
+        _edge_baselines(store, ctx, trace_ids)
+        _activity(store, ctx)
+        if ctx.use_logs:
+            _span_logs(store, ctx, trace_ids)
+            _usual_templates(store, ctx, trace_ids)
+    if ctx.use_metrics:
+        _metric_shifts(store, ctx)
+    _instance_evidence(store, ctx)
+
+
+def _operation_baselines(store: TelemetryStore, ctx: IncidentContext, trace_ids: list[str]) -> None:
+    b = ctx.baseline
+    found = rows(
+        store,
+        f"""
+        WITH {windowed_spans_cte("b")},
+        ops AS (SELECT DISTINCT service, operation FROM spans
+                WHERE trace_id IN (SELECT unnest(?))),
+        x AS (SELECT b.service, b.operation, b.duration_ns / {NS_PER_MS} AS d,
+                     b.self_ns / {NS_PER_MS} AS s FROM b JOIN ops USING (service, operation)),
+        m AS (SELECT service, operation, median(d) AS md, median(s) AS ms FROM x GROUP BY ALL)
+        SELECT service, operation, count(*) AS n, any_value(md) AS md,
+               median(abs(d - md)) AS mad, any_value(ms) AS ms, median(abs(s - ms)) AS smad
+        FROM x JOIN m USING (service, operation) GROUP BY service, operation
+        """,
+        [b.start_ns, b.end_ns, trace_ids],
+    )
+    ctx.op_base = {
+        (r["service"], r["operation"]): OpBaseline(
+            n=int(r["n"]),
+            median_ms=float(r["md"]),
+            mad_ms=float(r["mad"]),
+            self_median_ms=float(r["ms"]),
+            self_mad_ms=float(r["smad"]),
+        )
+        for r in found
+    }
+
+
+def _edge_baselines(store: TelemetryStore, ctx: IncidentContext, trace_ids: list[str]) -> None:
+    """Client-minus-server time of single-child cross-instance calls, per operation pair.
+
+    All pairs of the baseline window are kept (they are few); `trace_ids` is unused.
+    """
+    b = ctx.baseline
+    found = rows(
+        store,
+        f"""
+        WITH {windowed_spans_cte("b")},
+        kids AS (SELECT trace_id, parent_span_id, count(*) AS k FROM b_sp
+                 WHERE parent_span_id IS NOT NULL GROUP BY ALL),
+        e AS (
+          SELECT p.service AS ps, p.operation AS po, c.service AS cs, c.operation AS co,
+                 (p.duration_ns - c.duration_ns) / {NS_PER_MS} AS g
+          FROM b_sp c
+          JOIN b_sp p ON p.trace_id = c.trace_id AND p.span_id = c.parent_span_id
+          JOIN kids ON kids.trace_id = p.trace_id AND kids.parent_span_id = p.span_id
+          WHERE p.instance <> c.instance AND kids.k = 1),
+        m AS (SELECT ps, po, cs, co, median(g) AS mg FROM e GROUP BY ALL)
+        SELECT ps, po, cs, co, count(*) AS n, any_value(mg) AS mg, median(abs(g - mg)) AS mad
+        FROM e JOIN m USING (ps, po, cs, co) GROUP BY ALL
+        """,
+        [b.start_ns, b.end_ns],
+    )
+    del trace_ids  # edges are few; all pairs of the baseline are kept
+    ctx.edge_base = {
+        (r["ps"], r["po"], r["cs"], r["co"]): EdgeBaseline(
+            n=int(r["n"]), median_ms=float(r["mg"]), mad_ms=float(r["mad"])
+        )
+        for r in found
+    }
+
+
+def _activity(store: TelemetryStore, ctx: IncidentContext) -> None:
+    w, b = ctx.window, ctx.baseline
+    found = rows(
+        store,
+        """
+        SELECT instance,
+               count(*) FILTER (WHERE start_ns >= ? AND start_ns < ?) AS ni,
+               count(*) FILTER (WHERE start_ns >= ? AND start_ns < ?) AS nb
+        FROM spans GROUP BY instance
+        """,
+        [w.start_ns, w.end_ns, b.start_ns, b.end_ns],
+    )
+    ctx.activity = {r["instance"]: (int(r["ni"]), int(r["nb"])) for r in found}
+
+
+def _span_logs(store: TelemetryStore, ctx: IncidentContext, trace_ids: list[str]) -> None:
+    found = store.query(
+        f"""
+        WITH {novelty_cte("nov")},
+        l AS (SELECT ts_ns, service, instance, {LEVEL_SQL} AS level, {TEMPLATE_SQL} AS tpl,
+                     message, trace_id, coalesce(span_id, '') AS span_id
+              FROM logs WHERE trace_id IN (SELECT unnest(?)))
+        SELECT l.*, CASE WHEN l.level = 'info' THEN 0.0 ELSE coalesce(nov.novelty, 1.0) END
+               AS novelty
+        FROM l LEFT JOIN nov USING (service, tpl)
+        ORDER BY l.trace_id, l.span_id, l.ts_ns, l.tpl
+        """,
+        [*novelty_params(ctx), trace_ids],
+    ).to_pylist()
+    grouped: dict[tuple[str, str], list[LogLine]] = {}
+    for r in found:
+        line = LogLine(
+            ts_ns=int(r["ts_ns"]),
+            service=r["service"],
+            instance=r["instance"],
+            level=r["level"],
+            template=r["tpl"],
+            message=r["message"] or "",
+            trace_id=r["trace_id"],
+            span_id=r["span_id"],
+            novelty=float(r["novelty"]),
+        )
+        grouped.setdefault((line.trace_id, line.span_id), []).append(line)
+    ctx.span_logs = grouped
+
+
+def _usual_templates(store: TelemetryStore, ctx: IncidentContext, trace_ids: list[str]) -> None:
+    """Info templates whose per-span share dropped since the baseline (for silence)."""
+    if not ctx.has_normal:
+        return
+    found = rows(
+        store,
+        f"""
+        WITH {silence_cte("sil")}
+        SELECT instance, operation, tpl, drop FROM sil
+        WHERE drop >= ? AND (instance, operation) IN (
+          SELECT DISTINCT instance, operation FROM spans WHERE trace_id IN (SELECT unnest(?)))
+        ORDER BY instance, operation, tpl
+        """,
+        [*silence_params(ctx, USUAL_SHARE), SILENCE_DROP, trace_ids],
+    )
+    usual: dict[tuple[str, str], list[tuple[str, float]]] = {}
+    for r in found:
+        usual.setdefault((r["instance"], r["operation"]), []).append(
+            (r["tpl"], min(1.0, float(r["drop"])))
+        )
+    ctx.usual_templates = usual
+
+
+def _instance_evidence(store: TelemetryStore, ctx: IncidentContext) -> None:
+    """Incident-wide evidence per instance: novel errors, silenced templates, resources."""
+    errors: dict[str, tuple[float, str]] = {}
+    silence: dict[str, tuple[float, str]] = {}
+    if ctx.use_logs:
+        w = ctx.window
+        for r in rows(
+            store,
+            f"""
+            WITH {novelty_cte("nov")},
+            l AS (SELECT service, instance, {TEMPLATE_SQL} AS tpl FROM logs
+                  WHERE ts_ns >= ? AND ts_ns < ? AND {LEVEL_SQL} = 'error')
+            SELECT instance, sum(nov.novelty) AS w, arg_max(l.tpl, nov.novelty) AS tpl
+            FROM l JOIN nov USING (service, tpl)
+            WHERE instance <> '' GROUP BY instance HAVING sum(nov.novelty) > 0
+            """,
+            [*novelty_params(ctx), w.start_ns, w.end_ns],
+        ):
+            errors[r["instance"]] = (float(r["w"]), r["tpl"])
+        if ctx.has_normal:
+            for r in rows(
+                store,
+                f"""
+                WITH {silence_cte("sil")}
+                SELECT instance, max(drop * least(1.0, n_inc / 5.0)) AS s,
+                       arg_max(operation || ': ' || tpl, drop * least(1.0, n_inc / 5.0)) AS tpl
+                FROM sil WHERE drop >= ? GROUP BY instance
+                """,
+                [*silence_params(ctx, USUAL_SHARE), SILENCE_DROP],
+            ):
+                silence[r["instance"]] = (float(r["s"]), r["tpl"])
+    vanished = _vanished(ctx)
+    if vanished:
+        named = _named_in_errors(store, ctx, sorted(vanished))
+        vanished = {i: v if i in named else UNNAMED_VANISHED * v for i, v in vanished.items()}
+    names = set(errors) | set(silence) | set(ctx.instance_metrics) | set(vanished)
+    for instance in sorted(names):
+        error, error_tpl = errors.get(instance, (0.0, ""))
+        quiet, quiet_tpl = silence.get(instance, (0.0, ""))
+        resource, kind = 0.0, None
+        for shift in ctx.instance_metrics.get(instance, []):
+            shift_kind = fault_type_of(shift.name)
+            if shift_kind in ("cpu", "memory") and shift.score > resource:
+                resource, kind = shift.score, shift_kind
+        notes = []
+        if error:
+            notes.append(f"{error:.1f} novel error line(s), e.g. {error_tpl[:120]}")
+        if quiet:
+            notes.append(f"stopped writing {quiet_tpl[:120]} (drop {quiet:.2f})")
+        if kind:
+            notes.append(f"{kind} up {resource:.1f} spreads")
+        gone = vanished.get(instance, 0.0)
+        if gone:
+            notes.append(f"{gone:.0%} fewer spans than its service's traffic predicts")
+        ctx.instance_evidence[instance] = InstanceEvidence(
+            errors=error / (error + 3.0),
+            silence=min(1.0, quiet),
+            vanished=gone,
+            resource=resource / (resource + 10.0) if resource >= 5.0 else 0.0,
+            resource_kind=kind,
+            note="; ".join(notes),
+        )
+
+
+def _named_in_errors(store: TelemetryStore, ctx: IncidentContext, names: list[str]) -> set[str]:
+    """Which of the instances (or their services) error lines of the window name."""
+    if not ctx.use_logs:
+        return set()
+    w = ctx.window
+    pairs = [(name, ctx.instance_service.get(name, name)) for name in names]
+    found = rows(
+        store,
+        f"""
+        WITH n AS (SELECT unnest(?) AS instance, unnest(?) AS service)
+        SELECT DISTINCT n.instance FROM n JOIN logs l
+          ON contains(l.message, n.instance) OR contains(l.message, n.service)
+        WHERE l.ts_ns >= ? AND l.ts_ns < ? AND {LEVEL_SQL.replace("level", "l.level")} = 'error'
+          AND l.service <> n.service
+        """,
+        [[p[0] for p in pairs], [p[1] for p in pairs], w.start_ns, w.end_ns],
+    )
+    return {r["instance"] for r in found}
+
+
+def _vanished(ctx: IncidentContext) -> dict[str, float]:
+    """Instances that started far fewer spans than their peers' traffic predicts.
+
+    A killed instance writes nothing: its share of its service's spans falls (for a
+    service with one instance, its share of all spans). Needs at least 10 baseline spans;
+    drops under `VANISHED_DROP` are ignored.
+    """
+    totals: dict[str, tuple[int, int]] = {}
+    replicas: dict[str, int] = {}
+    for instance, (now, before) in ctx.activity.items():
+        service = ctx.instance_service.get(instance, "")
+        total = totals.get(service, (0, 0))
+        totals[service] = (total[0] + now, total[1] + before)
+        replicas[service] = replicas.get(service, 0) + 1
+    system_now = sum(n for n, _ in ctx.activity.values())
+    system_before = sum(b for _, b in ctx.activity.values())
+    out: dict[str, float] = {}
+    for instance, (now, before) in ctx.activity.items():
+        service = ctx.instance_service.get(instance, "")
+        peers_now, peers_before = totals[service]
+        if replicas[service] == 1:
+            peers_now, peers_before = system_now, system_before
+        if before < 10 or peers_before <= 0:
+            continue
+        expected = before * peers_now / peers_before
+        drop = 1.0 - now / expected if expected > 0 else 0.0
+        if drop >= VANISHED_DROP:
+            out[instance] = min(1.0, drop)
+    return out
+
+
+def _metric_segments(store: TelemetryStore, ctx: IncidentContext) -> list[tuple[int, int]]:
+    """Baseline then incident segment for metrics: the normal window, else everything before."""
+    w = ctx.window
+    normal = ctx.incident.normal_window
+    if normal is not None:
+        n = rows(
+            store,
+            "SELECT count(*) AS n FROM metrics WHERE ts_ns >= ? AND ts_ns < ?",
+            [normal.start_ns, normal.end_ns],
+        )[0]["n"]
+        if n:
+            return [(normal.start_ns, normal.end_ns), (w.start_ns, w.end_ns)]
+    return [(_INT64_MIN, w.start_ns), (w.start_ns, w.end_ns)]
+
+
+def metric_matrix(store: TelemetryStore, ctx: IncidentContext) -> tuple[SeriesMatrix, int]:
+    """The metric matrix (baseline rows first) and the index of the first incident row."""
+    matrix = series_matrix(store, _metric_segments(store, ctx))
+    return matrix, int(np.sum(matrix.segment == 0))
+
+
+def _peer_level(names: list[str], median: np.ndarray) -> np.ndarray:
+    """Per column, the typical normal level of the same metric across all series.
+
+    A floor in the metric's own units, learnt from its peers: a series flat at 0 whose
+    peers run at 20 is not "1e6 spreads up" when it reaches 0.5.
+    """
+    level = np.zeros(len(names))
+    by_name: dict[str, list[int]] = {}
+    for j, name in enumerate(names):
+        by_name.setdefault(name, []).append(j)
+    for columns in by_name.values():
+        level[columns] = float(np.median(np.abs(median[columns])))
+    return level
+
+
+def _shared_series(matrix: SeriesMatrix, median: np.ndarray, peak: np.ndarray) -> np.ndarray:
+    """Columns that several instances report with identical values: node-level series.
+
+    Some exporters repeat a node's metric on every pod row of that node; such a series
+    says nothing about one pod, so it is treated as the node's.
+    """
+    seen: dict[tuple[str, str, float, float], list[int]] = {}
+    for j in range(len(matrix.name)):
+        if matrix.instance[j] and matrix.node[j]:
+            key = (
+                matrix.node[j],
+                matrix.name[j],
+                round(float(median[j]), 9),
+                round(float(peak[j]), 9),
+            )
+            seen.setdefault(key, []).append(j)
+    shared = np.zeros(len(matrix.name), dtype=bool)
+    for columns in seen.values():
+        if len({matrix.instance[j] for j in columns}) > 1:
+            shared[columns] = True
+    return shared
+
+
+def _metric_shifts(store: TelemetryStore, ctx: IncidentContext) -> None:
+    """Each series' rise over its baseline, in spreads floored in the series' own units."""
+    matrix, boundary = metric_matrix(store, ctx)
+    if matrix.shape[0] == 0 or boundary == matrix.shape[0]:
+        return
+    after = matrix.values[boundary:]
+    before = matrix.values[:boundary] if boundary > 0 else after
+    q25, median, q75 = np.percentile(before, [25.0, 50.0, 75.0], axis=0)
+    mad = np.median(np.abs(before - median), axis=0) * 1.4826
+    scale = np.maximum.reduce(
+        [
+            q75 - q25,
+            mad,
+            METRIC_RELATIVE_FLOOR * np.abs(median),
+            PEER_FLOOR * _peer_level(matrix.name, median),
+            np.full(median.shape, 1e-9),
+        ]
+    )
+    peak = after.max(axis=0)
+    # A sustained level, not a spike: the upper quartile of the incident rows, or the mean
+    # of their last quarter (a leak keeps growing, so its latest rows tell most).
+    tail = after[-max(1, after.shape[0] // 4) :]
+    level = np.maximum(np.percentile(after, 75.0, axis=0), tail.mean(axis=0))
+    score = (level - median) / scale
+    shared = _shared_series(matrix, median, peak)
+    for j in np.flatnonzero(score > 0).tolist():
+        shift = MetricShift(
+            service=matrix.service[j],
+            instance=matrix.instance[j],
+            node=matrix.node[j],
+            name=matrix.name[j],
+            normal=float(median[j]),
+            value=float(peak[j]),
+            score=float(min(score[j], 1e6)),
+        )
+        if shift.instance and not shared[j]:
+            ctx.instance_metrics.setdefault(shift.instance, []).append(shift)
+            if shift.node:
+                ctx.instance_node.setdefault(shift.instance, shift.node)
+        elif shift.node:
+            ctx.node_metrics.setdefault(shift.node, []).append(shift)
+            if shift.instance:
+                ctx.instance_node.setdefault(shift.instance, shift.node)
+    for shifts in (*ctx.instance_metrics.values(), *ctx.node_metrics.values()):
+        shifts.sort(key=lambda s: (-s.score, s.name))

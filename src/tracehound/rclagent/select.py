@@ -1,0 +1,207 @@
+"""Step 1: pick the anomalous requests to investigate (ARCHITECTURE §4.2).
+
+A request is a root span starting in the incident window. It is anomalous when its trace
+holds spans with error status, when log lines linked to its trace are errors (or warnings)
+that the baseline window did not show as often (their `novelty`), when its spans left out
+info lines their operation wrote in the baseline and has stopped writing (silence), or
+when the root is far slower than its operation's baseline: the excess over
+``median + 3 MAD`` must also exceed a floor in natural units (`LATENCY_FLOOR_MS`, and half
+the median), so flat baselines do not turn jitter into anomalies. Selection is
+telemetry-only: no label or inject time is read.
+
+Up to `max_requests` are picked, diverse in entry operation and error signature (the most
+novel error template of the trace, or "slow"): round-robin over (operation, signature)
+groups, best first. When nothing is anomalous, the requests slowest relative to their
+baseline are taken, and the reason says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tracehound.rclagent.context import (
+    LEVEL_SQL,
+    NS_PER_MS,
+    TEMPLATE_SQL,
+    IncidentContext,
+    novelty_cte,
+    novelty_params,
+    rows,
+    silence_cte,
+    silence_params,
+)
+from tracehound.rclagent.facts import SILENCE_DROP, USUAL_SHARE
+from tracehound.store import TelemetryStore
+
+#: A root is slow only if it exceeds its baseline by at least this many milliseconds.
+LATENCY_FLOOR_MS = 20.0
+#: Weight of a novel warning line relative to a novel error line in the selection score.
+WARN_SHARE = 0.3
+
+
+@dataclass(frozen=True, slots=True)
+class SelectedRequest:
+    """A request chosen for investigation, and why."""
+
+    trace_id: str
+    span_id: str
+    operation: str
+    score: float
+    signature: str
+    reason: str
+
+
+def select_requests(
+    store: TelemetryStore, ctx: IncidentContext, max_requests: int
+) -> list[SelectedRequest]:
+    """The anomalous requests of the incident window, at most `max_requests`, diverse."""
+    candidates = _scored_roots(store, ctx)
+    anomalous = [c for c in candidates if c.score > 0]
+    if not anomalous:
+        fallback = sorted(candidates, key=lambda c: (-c.signature_excess, c.trace_id))
+        return [c.as_selected(fallback=True) for c in fallback[: max(1, max_requests)]]
+    return [c.as_selected(fallback=False) for c in _diverse(anomalous, max_requests)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Root:
+    trace_id: str
+    span_id: str
+    operation: str
+    duration_ms: float
+    excess_ms: float
+    error_spans: int
+    log_weight: float
+    silence: float
+    signature: str
+    signature_excess: float
+
+    @property
+    def score(self) -> float:
+        latency = self.excess_ms / (self.excess_ms + 100.0) if self.excess_ms > 0 else 0.0
+        silence = min(self.silence, 2.0)
+        return 2.0 * min(self.error_spans, 1) + min(self.log_weight, 3.0) + silence + latency
+
+    def as_selected(self, *, fallback: bool) -> SelectedRequest:
+        parts = []
+        if self.error_spans:
+            parts.append(f"{self.error_spans} span(s) with error status")
+        if self.log_weight > 0:
+            parts.append(f"novel warning/error logs (weight {self.log_weight:.2f})")
+        if self.silence > 0:
+            parts.append(f"usual log lines missing (weight {self.silence:.2f})")
+        if self.excess_ms > 0:
+            parts.append(f"root {self.excess_ms:.0f} ms above its operation's baseline")
+        if fallback:
+            parts = [
+                f"no anomalous request; slowest relative to baseline "
+                f"({self.duration_ms:.0f} ms, {self.signature_excess:+.0f} ms vs median)"
+            ]
+        return SelectedRequest(
+            trace_id=self.trace_id,
+            span_id=self.span_id,
+            operation=self.operation,
+            score=self.score,
+            signature=self.signature,
+            reason="; ".join(parts),
+        )
+
+
+def _scored_roots(store: TelemetryStore, ctx: IncidentContext) -> list[_Root]:
+    """Every root span of the window with its error and latency evidence (one query)."""
+    w, b = ctx.window, ctx.baseline
+    log_cte = (
+        f"""{novelty_cte("nov")},
+        tl AS (
+          SELECT l.trace_id,
+                 sum(nov.novelty * CASE WHEN l.level = 'error' THEN 1.0 ELSE {WARN_SHARE} END)
+                   AS w,
+                 arg_max(l.service || ': ' || l.tpl, nov.novelty) AS sig
+          FROM (SELECT trace_id, service, {LEVEL_SQL} AS level, {TEMPLATE_SQL} AS tpl
+                FROM logs WHERE trace_id IN (SELECT trace_id FROM r)) l
+          JOIN nov USING (service, tpl)
+          WHERE l.level <> 'info' AND nov.novelty > 0
+          GROUP BY l.trace_id),"""
+        if ctx.use_logs
+        else "tl AS (SELECT NULL::VARCHAR AS trace_id, 0.0 AS w, NULL::VARCHAR AS sig),"
+    )
+    silent = ctx.use_logs and ctx.has_normal
+    silence_sql = (
+        f"""{silence_cte("sil")},
+        ts AS (
+          SELECT s.trace_id, sum(d.drop) AS silence,
+                 arg_max(s.instance || ': silent ' || d.tpl, d.drop) AS sig
+          FROM sil_sp s JOIN sil d USING (instance, operation)
+          LEFT JOIN sil_bl bl
+            ON bl.trace_id = s.trace_id AND bl.span_id = s.span_id AND bl.tpl = d.tpl
+          WHERE s.win = 'i' AND d.drop >= ? AND bl.tpl IS NULL
+            AND s.trace_id IN (SELECT trace_id FROM r)
+          GROUP BY s.trace_id),"""
+        if silent
+        else "ts AS (SELECT NULL::VARCHAR AS trace_id, 0.0 AS silence, NULL::VARCHAR AS sig),"
+    )
+    params: list[object] = [w.start_ns, w.end_ns]
+    params += novelty_params(ctx) if ctx.use_logs else []
+    params += [*silence_params(ctx, USUAL_SHARE), SILENCE_DROP] if silent else []
+    params += [b.start_ns, b.end_ns]
+    found = rows(
+        store,
+        f"""
+        WITH r AS (SELECT trace_id, span_id, operation, duration_ns / {NS_PER_MS} AS d
+                   FROM spans WHERE parent_span_id IS NULL AND start_ns >= ? AND start_ns < ?),
+        {log_cte}
+        {silence_sql}
+        rb0 AS (SELECT operation, duration_ns / {NS_PER_MS} AS d FROM spans
+                WHERE parent_span_id IS NULL AND start_ns >= ? AND start_ns < ?),
+        rbm AS (SELECT operation, median(d) AS md FROM rb0 GROUP BY operation),
+        rb AS (SELECT operation, any_value(md) AS md, median(abs(d - md)) AS mad
+               FROM rb0 JOIN rbm USING (operation) GROUP BY operation),
+        te AS (SELECT trace_id, count(*) AS n FROM spans
+               WHERE status = 'error' AND trace_id IN (SELECT trace_id FROM r) GROUP BY trace_id)
+        SELECT r.trace_id, r.span_id, r.operation, r.d,
+               r.d - coalesce(rb.md, r.d) AS vs_median,
+               r.d - greatest(coalesce(rb.md, r.d) + 3 * 1.4826 * coalesce(rb.mad, 0),
+                              1.5 * coalesce(rb.md, r.d), coalesce(rb.md, r.d) + ?) AS excess,
+               coalesce(te.n, 0) AS n_err, coalesce(tl.w, 0.0) AS w,
+               coalesce(ts.silence, 0.0) AS silence, coalesce(tl.sig, ts.sig) AS sig
+        FROM r LEFT JOIN rb USING (operation) LEFT JOIN te USING (trace_id)
+        LEFT JOIN tl USING (trace_id) LEFT JOIN ts USING (trace_id)
+        ORDER BY r.trace_id
+        """,
+        [*params, LATENCY_FLOOR_MS],
+    )
+    roots = []
+    for r in found:
+        excess = max(0.0, float(r["excess"]))
+        signature = r["sig"] or ("error status" if r["n_err"] else "slow" if excess else "")
+        roots.append(
+            _Root(
+                trace_id=r["trace_id"],
+                span_id=r["span_id"],
+                operation=r["operation"],
+                duration_ms=float(r["d"]),
+                excess_ms=excess,
+                error_spans=int(r["n_err"]),
+                log_weight=float(r["w"]),
+                silence=float(r["silence"]),
+                signature=signature,
+                signature_excess=float(r["vs_median"]),
+            )
+        )
+    return roots
+
+
+def _diverse(roots: list[_Root], limit: int) -> list[_Root]:
+    """Round-robin over (operation, signature) groups, each group best first."""
+    groups: dict[tuple[str, str], list[_Root]] = {}
+    for root in sorted(roots, key=lambda r: (-r.score, r.trace_id)):
+        groups.setdefault((root.operation, root.signature), []).append(root)
+    order = sorted(groups.values(), key=lambda g: (-g[0].score, g[0].trace_id))
+    picked: list[_Root] = []
+    depth = 0
+    while len(picked) < limit and any(depth < len(g) for g in order):
+        for group in order:
+            if depth < len(group) and len(picked) < limit:
+                picked.append(group[depth])
+        depth += 1
+    return picked

@@ -1,0 +1,280 @@
+"""The rclagent engine: conformance, exact outcomes on simulated and hand-built incidents."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from tracehound.methods.conformance import check_method, small_incident
+from tracehound.model import Incident, IncidentData, Labels, Window
+from tracehound.rclagent import RclAgentMethod
+from tracehound.rclagent.evidence import EvidenceLedger
+from tracehound.rclagent.facts import fill_context, new_context
+from tracehound.rclagent.graph import build_graph, fetch_spans
+from tracehound.rclagent.tools import edge_timing, span_timing
+from tracehound.simulate import generate_incident, generate_system
+from tracehound.store import TelemetryStore
+from tracehound.tables import from_columns
+
+MS = 1_000_000
+SECOND = 1_000_000_000
+T0 = 1_700_000_000 * SECOND
+
+
+def _rank(names: list[str], label: str | None) -> int:
+    return names.index(label or "") + 1
+
+
+def test_conformance() -> None:
+    report = check_method(RclAgentMethod)
+    assert report.failed == {}
+
+
+#: Observed outcomes on seeds 1-3 of every simulated fault type (20 services): the rank of
+#: the labelled service and instance, and the predicted fault type. This is a regression
+#: record, not a target: the misses (rank 2, or a wrong type) are the engine's current state.
+SIMULATED = {
+    ("cpu", 1): (1, 1, "error"),
+    ("cpu", 2): (1, 1, "cpu"),
+    ("cpu", 3): (1, 1, "cpu"),
+    # The leak ends in OOM errors, which the victim's own logs show; its memory series
+    # stays under the metric threshold, so the type read is "error".
+    ("memory", 1): (1, 1, "error"),
+    ("memory", 2): (2, 2, "error"),
+    ("memory", 3): (1, 1, "error"),
+    ("latency", 1): (1, 1, "latency"),
+    ("latency", 2): (1, 1, "latency"),
+    ("latency", 3): (1, 1, "latency"),
+    ("network", 1): (2, 2, "error"),
+    ("network", 2): (1, 1, "network"),
+    ("network", 3): (1, 1, "network"),
+    ("error", 1): (1, 1, "error"),
+    ("error", 2): (1, 1, "error"),
+    ("error", 3): (1, 1, "error"),
+    ("wrong_return", 1): (1, 1, "wrong_return"),
+    ("wrong_return", 2): (2, 2, "error"),
+    ("wrong_return", 3): (2, 2, "latency"),
+    ("unavailable", 1): (1, 1, "unavailable"),
+    ("unavailable", 2): (1, 1, "unavailable"),
+    ("unavailable", 3): (1, 1, "unavailable"),
+}
+
+
+@pytest.mark.parametrize(("fault", "seed"), sorted(SIMULATED))
+def test_simulated_faults_regression(fault: str, seed: int) -> None:
+    data = generate_incident(
+        generate_system(20, seed), index=1, seed=seed, fault_type=fault, target_spans=3000
+    )
+    labels = data.incident.labels
+    assert labels is not None
+    with TelemetryStore.from_incident(data) as store:
+        result = RclAgentMethod().investigate(data.incident, store)
+    service_rank = _rank([c.name for c in result.ranking.services], labels.service)
+    instance_rank = _rank([c.name for c in result.ranking.instances], labels.instance)
+    assert (service_rank, instance_rank, result.fault_type) == SIMULATED[(fault, seed)]
+    assert result.modalities == ["traces", "logs", "metrics"]
+    assert result.stats["requests_analysed"] == 5
+
+
+# -- hand-built incidents -----------------------------------------------------------
+
+
+@dataclass
+class _Builder:
+    """Spans and logs of hand-made traces, one column list each."""
+
+    spans: dict[str, list[object]] = field(
+        default_factory=lambda: {
+            k: []
+            for k in (
+                "trace_id",
+                "span_id",
+                "parent_span_id",
+                "service",
+                "instance",
+                "operation",
+                "kind",
+                "start_ns",
+                "duration_ns",
+                "status",
+            )
+        }
+    )
+    logs: dict[str, list[object]] = field(
+        default_factory=lambda: {
+            k: []
+            for k in ("ts_ns", "service", "instance", "level", "message", "trace_id", "span_id")
+        }
+    )
+
+    def span(
+        self,
+        trace: str,
+        span: str,
+        parent: str | None,
+        instance: str,
+        operation: str,
+        start_ms: float,
+        duration_ms: float,
+    ) -> None:
+        values = (
+            trace,
+            span,
+            parent,
+            instance.split("-")[0],
+            instance,
+            operation,
+            "unset",
+            int(start_ms * MS),
+            int(duration_ms * MS),
+            "unset",
+        )
+        for key, value in zip(self.spans, values, strict=True):
+            self.spans[key].append(value)
+
+    def log(
+        self, trace: str, span: str, instance: str, level: str, message: str, t_ms: float
+    ) -> None:
+        values = (int(t_ms * MS), instance.split("-")[0], instance, level, message, trace, span)
+        for key, value in zip(self.logs, values, strict=True):
+            self.logs[key].append(value)
+
+    def data(self, labels: Labels) -> IncidentData:
+        incident = Incident(
+            id="hand-0001",
+            window=Window.from_ns(T0 + 600 * SECOND, T0 + 1200 * SECOND),
+            normal_window=Window.from_ns(T0, T0 + 600 * SECOND),
+            labels=labels,
+        )
+        logs = from_columns("logs", self.logs, "logs") if self.logs["ts_ns"] else None
+        return IncidentData(
+            incident=incident, spans=from_columns("spans", self.spans, "spans"), logs=logs
+        )
+
+
+def _chain(b: _Builder, trace: str, t_ms: float, *, failing: bool) -> None:
+    """front -> mid -> db through client spans; when failing, every hop logs an error."""
+    b.span(trace, "a", None, "front-1", "GET /", t_ms, 30)
+    b.span(trace, "b", "a", "front-1", "call mid", t_ms + 1, 28)
+    b.span(trace, "c", "b", "mid-1", "mid op", t_ms + 2, 26)
+    b.span(trace, "d", "c", "mid-1", "call db", t_ms + 3, 24)
+    b.span(trace, "e", "d", "db-1", "db op", t_ms + 4, 22)
+    b.log(trace, "e", "db-1", "INFO", "loaded rows", t_ms + 5)
+    if failing:
+        b.log(trace, "e", "db-1", "ERROR", "NullPointerException in query handler", t_ms + 20)
+        b.log(trace, "c", "mid-1", "ERROR", "downstream call failed", t_ms + 25)
+        b.log(trace, "a", "front-1", "ERROR", "request failed with status 500", t_ms + 29)
+
+
+def test_leaf_error_logs_blame_the_leaf() -> None:
+    b = _Builder()
+    for k in range(12):
+        _chain(b, f"n{k}", T0 / MS + 10_000 + k * 1000, failing=False)
+    for k in range(4):
+        _chain(b, f"f{k}", T0 / MS + 700_000 + k * 1000, failing=True)
+    data = b.data(Labels(service="db", instance="db-1"))
+    with TelemetryStore.from_incident(data) as store:
+        result = RclAgentMethod().investigate(data.incident, store)
+    assert result.ranking.services[0].name == "db"
+    assert result.ranking.instances[0].name == "db-1"
+    assert result.fault_type == "error"
+    assert result.root_cause is not None and result.root_cause.service == "db"
+    assert [step.service for step in result.path] == ["front", "front", "mid", "mid", "db"]
+    assert result.modalities == ["traces", "logs"]
+
+
+def _fan(b: _Builder, trace: str, t_ms: float, gap_ms: float) -> None:
+    """front calls b, b calls c; `gap_ms` of network time on each call touching b."""
+    b.span(trace, "r", None, "front-1", "GET /", t_ms, 20 + 2 * gap_ms)
+    b.span(trace, "fc", "r", "front-1", "call b", t_ms + 1, 16 + 2 * gap_ms)
+    b.span(trace, "bs", "fc", "b-1", "b op", t_ms + 2, 14 + gap_ms)
+    b.span(trace, "bc", "bs", "b-1", "call c", t_ms + 3, 10 + gap_ms)
+    b.span(trace, "cs", "bc", "c-1", "c op", t_ms + 4, 9)
+    b.span(trace, "fa", "r", "front-1", "call a", t_ms + 1, 3)
+    b.span(trace, "as", "fa", "a-1", "a op", t_ms + 2, 2)
+
+
+def _network_data() -> IncidentData:
+    b = _Builder()
+    for k in range(12):
+        _fan(b, f"n{k}", T0 / MS + 10_000 + k * 1000, 1.0)
+    for k in range(4):
+        _fan(b, f"s{k}", T0 / MS + 700_000 + k * 1000, 100.0)
+    return b.data(Labels(service="b", instance="b-1", fault_type="network"))
+
+
+def test_slow_edges_blame_the_instance_they_share() -> None:
+    data = _network_data()
+    with TelemetryStore.from_incident(data) as store:
+        result = RclAgentMethod().investigate(data.incident, store)
+    assert result.ranking.instances[0].name == "b-1"
+    assert result.ranking.instances[1].name in ("front-1", "c-1")
+    assert result.ranking.services[0].name == "b"
+    assert result.fault_type == "network"
+    assert result.modalities == ["traces"]
+
+
+def test_tools_return_exact_numbers() -> None:
+    data = _network_data()
+    with TelemetryStore.from_incident(data) as store:
+        ctx = new_context(data.incident, store, use_logs=True, use_metrics=True)
+        fill_context(store, ctx, ["s0"])
+        spans = fetch_spans(store, ["s0"])["s0"]
+    graph = build_graph(spans, "r", 12, lambda s: 0.0)
+    ledger = EvidenceLedger()
+    server = graph.nodes["bs"]
+    timing = span_timing(ctx, ledger, server)
+    assert timing.duration_ms == pytest.approx(114.0)
+    assert timing.self_ms == pytest.approx(4.0)
+    assert timing.baseline_ms == pytest.approx(15.0)
+    assert timing.self_excess_ms == 0.0
+    assert timing.latency_excess_ms == pytest.approx(114.0 - 22.5)
+    edge = edge_timing(ctx, ledger, server, graph.nodes["fc"].span)
+    assert edge is not None
+    assert edge.gap_ms == pytest.approx(102.0)
+    assert edge.baseline_ms == pytest.approx(3.0)
+    assert edge.excess_ms == pytest.approx(102.0 - 8.0)
+    assert (edge.caller_instance, edge.callee_instance) == ("front-1", "b-1")
+    assert graph.nodes["fc"].is_client and not graph.nodes["bs"].is_client
+    assert {e.id for e in ledger.graph().nodes} == {timing.evidence, edge.evidence}
+
+
+def test_metrics_only_still_ranks() -> None:
+    data = small_incident()
+    reduced = IncidentData(incident=data.incident, metrics=data.metrics)
+    with TelemetryStore.from_incident(reduced) as store:
+        result = RclAgentMethod().investigate(reduced.incident, store)
+    labels = data.incident.labels
+    assert labels is not None
+    assert result.modalities == ["metrics"]
+    assert result.stats["requests_analysed"] == 0
+    # Metrics alone put the victim second here: another instance's cpu series saturates at
+    # 100 % in this incident, and without traces nothing says which one callers waited on.
+    assert _rank([c.name for c in result.ranking.services], labels.service) == 2
+    assert result.fault_type == "cpu"
+
+
+def test_single_request_analyses_one_request() -> None:
+    data = small_incident()
+    with TelemetryStore.from_incident(data) as store:
+        result = RclAgentMethod(single_request=True).investigate(data.incident, store)
+    assert result.stats["requests_analysed"] == 1
+    assert (
+        len({n.keys.get("trace_id") for n in result.evidence_graph.nodes if n.kind == "report"})
+        == 1
+    )
+
+
+def test_investigation_explains_itself() -> None:
+    data = small_incident()
+    with TelemetryStore.from_incident(data) as store:
+        result = RclAgentMethod().investigate(data.incident, store)
+    ids = {n.id for n in result.evidence_graph.nodes}
+    assert result.root_cause is not None and 0.0 <= result.root_cause.confidence <= 1.0
+    assert len(result.alternatives) == 5
+    assert all(a.why_lower for a in result.alternatives)
+    assert set(result.supporting) <= ids
+    assert set(result.contradicting) <= ids
+    assert {e.source for e in result.evidence_graph.edges} <= ids
+    assert result.stats["agents_run"] > 0 and result.stats["wall_time_s"] > 0
