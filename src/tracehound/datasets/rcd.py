@@ -82,7 +82,7 @@ def data_folder(root: Path) -> Path:
 
 
 def split_case_name(name: str) -> tuple[str, str] | None:
-    """``carts-db-cpu`` → (``carts-db``, ``cpu``): services may hold hyphens, faults not."""
+    """``shop-db-cpu`` → (``shop-db``, ``cpu``): services may hold hyphens, faults not."""
     service, sep, fault = name.rpartition("-")
     if not sep or not service or not fault:
         return None
@@ -210,7 +210,7 @@ def _times_to_ns(seconds: np.ndarray, file: Path) -> np.ndarray:
 
 
 def split_metric_column(column: str) -> tuple[str, str] | None:
-    """``carts-db_lat_90`` → (``carts-db``, ``lat_90``): the container ends at the first ``_``."""
+    """``shop-db_lat_90`` → (``shop-db``, ``lat_90``): the container ends at the first ``_``."""
     container, sep, metric = column.partition("_")
     if not sep or not container or not metric:
         return None

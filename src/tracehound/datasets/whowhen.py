@@ -73,7 +73,7 @@ def slugify(text: str) -> str:
 
 
 def split_role(role: str) -> tuple[str, str | None]:
-    """``"Orchestrator (-> WebSurfer)"`` → (``"Orchestrator"``, ``"-> WebSurfer"``)."""
+    """``"Planner (-> Browser)"`` → (``"Planner"``, ``"-> Browser"``)."""
     match = _SUFFIX_RE.match(role)
     if match is None or not match.group("agent"):
         return role, None
