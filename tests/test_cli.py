@@ -4,35 +4,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
+from cli_helpers import assert_bad_input, run_cli
 from tiny import tiny_incident
 
 from tracehound.bundle import write_bundle
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tracehound", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200"},
-    )
-
-
-def assert_bad_input(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    assert result.stdout == ""
-    message = " ".join(result.stderr.split())
-    assert message.startswith("error: ")
-    for fragment in fragments:
-        assert fragment in message
+    return run_cli(*args)
 
 
 def test_info_on_bundles_json(tmp_path: Path) -> None:

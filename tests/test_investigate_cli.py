@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import assert_bad_input, run_cli
 from tiny import tiny_incident
 
 from tracehound.bundle import write_bundle
@@ -15,24 +15,7 @@ from tracehound.model import IncidentData
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tracehound", "investigate", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env={"PATH": "/usr/bin:/bin", "COLUMNS": "100"},
-    )
-
-
-def assert_bad_input(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    assert result.stdout == ""
-    message = " ".join(result.stderr.split())
-    assert message.startswith("error: ")
-    for fragment in fragments:
-        assert fragment in message
+    return run_cli("investigate", *args, cwd=cwd, columns=100)
 
 
 def renamed(data: IncidentData, new_id: str) -> IncidentData:
