@@ -46,18 +46,18 @@ SIMULATED = {
     ("latency", 1): (1, 1, "latency"),
     ("latency", 2): (1, 1, "latency"),
     ("latency", 3): (1, 1, "latency"),
-    ("network", 1): (2, 2, "error"),
+    ("network", 1): (1, 1, "network"),
     ("network", 2): (1, 1, "network"),
     ("network", 3): (1, 1, "network"),
     ("error", 1): (1, 1, "error"),
     ("error", 2): (1, 1, "error"),
     ("error", 3): (1, 1, "error"),
     ("wrong_return", 1): (1, 1, "wrong_return"),
-    ("wrong_return", 2): (2, 2, "error"),
+    ("wrong_return", 2): (1, 1, "wrong_return"),
     ("wrong_return", 3): (2, 2, "latency"),
     ("unavailable", 1): (1, 1, "unavailable"),
     ("unavailable", 2): (1, 1, "unavailable"),
-    ("unavailable", 3): (1, 1, "unavailable"),
+    ("unavailable", 3): (2, 2, "error"),
 }
 
 

@@ -198,9 +198,13 @@ def silence_cte(name: str = "sil") -> str:
     """CTE `<name>`: info templates an operation writes less often now than in the baseline.
 
     Per (instance, operation, template): the share of baseline spans of the operation that
-    wrote it (`base_share`, at least `min_share`, over at least 10 spans), the share of
-    incident-window spans that did (`inc_share`), and `drop` = the difference. Shares
-    are per span, so they are scaled by how often the operation ran. Also defines
+    wrote it (`base_share`, at least `SILENCE_MIN_SHARE`, over at least 10 spans), the
+    share of incident-window spans that did (`inc_share`), `drop` = the difference,
+    `rel` = drop / base_share, `z` = the two-proportion z statistic of the drop, and
+    `strength` = rel, scaled down while z < `SILENCE_Z_FULL`. Kept: rel >= `SILENCE_REL`
+    and z >= the caller's bound (`SILENCE_Z_SPAN` for a line gone completely); a line that thinned with the request mix is not silence, and
+    neither is a vanished line that too few spans could show. Shares are per span, so
+    they are scaled by how often the operation ran. Also defines
     `<name>_bl`: (trace_id, span_id, tpl) of info lines in both windows, and `<name>_sp`:
     spans of both windows with `win` 'b' or 'i'. Parameters: see `silence_params`.
     """
@@ -219,10 +223,11 @@ def silence_cte(name: str = "sil") -> str:
     {name}_pres AS (
       SELECT s.instance, s.operation, s.win, bl.tpl, count(*) AS k
       FROM {name}_sp s JOIN {name}_bl bl USING (trace_id, span_id) GROUP BY ALL),
-    {name} AS (
+    {name}_d AS (
       SELECT p.instance, p.operation, p.tpl, p.k / nb.n AS base_share,
              coalesce(q.k, 0) / ni.n AS inc_share,
-             p.k / nb.n - coalesce(q.k, 0) / ni.n AS drop, ni.n AS n_inc
+             p.k / nb.n - coalesce(q.k, 0) / ni.n AS drop, ni.n AS n_inc,
+             (p.k + coalesce(q.k, 0)) / (nb.n + ni.n) AS pooled, nb.n AS n_base
       FROM {name}_pres p
       JOIN {name}_opn nb ON nb.instance = p.instance AND nb.operation = p.operation
                          AND nb.win = 'b'
@@ -230,14 +235,48 @@ def silence_cte(name: str = "sil") -> str:
                          AND ni.win = 'i'
       LEFT JOIN {name}_pres q ON q.instance = p.instance AND q.operation = p.operation
                               AND q.tpl = p.tpl AND q.win = 'i'
-      WHERE p.win = 'b' AND nb.n >= 10 AND ni.n >= 5 AND p.k / nb.n >= ?)
+      WHERE p.win = 'b' AND nb.n >= 10 AND ni.n >= 5 AND p.k / nb.n >= ?),
+    {name}_z AS (
+      SELECT *, drop / base_share AS rel,
+             drop / sqrt(greatest(pooled * (1 - pooled), 1e-9) * (1.0 / n_base + 1.0 / n_inc))
+               AS z
+      FROM {name}_d),
+    {name} AS (
+      SELECT *, rel * least(1.0, z / ?) AS strength FROM {name}_z
+      WHERE drop > 0 AND rel >= ? AND z >= CASE WHEN inc_share = 0 THEN ? ELSE ? END)
     """
 
 
-def silence_params(ctx: IncidentContext, min_share: float) -> list[Any]:
-    """Parameters of `silence_cte`, in order."""
+#: Silence: least baseline share of an operation's spans that wrote a template, least
+#: relative fall of that share (the line must have mostly vanished, not merely thinned
+#: with the request mix), and the z at which the evidence counts in full.
+SILENCE_MIN_SHARE = 0.25
+SILENCE_REL = 0.6
+SILENCE_Z_FULL = 3.0
+#: Least two-proportion z statistic of the fall: for the few operations of the selected
+#: requests (one-sided p ~ 0.02), and for incident-wide scans, which test every
+#: operation and template of every instance and so need a multiple-testing margin
+#: (p ~ 0.001, a Bonferroni bound for about 50 tests at 0.05). A line that vanished
+#: completely needs only `SILENCE_Z_SPAN` everywhere: a code path cut short silences
+#: its lines in every request, while chance and a changed request mix merely thin them.
+SILENCE_Z_SPAN = 2.0
+SILENCE_Z_WIDE = 3.1
+
+
+def silence_params(ctx: IncidentContext, z_min: float) -> list[Any]:
+    """Parameters of `silence_cte`, in order, keeping drops with z >= `z_min`."""
     w, b = ctx.window, ctx.baseline
-    return [w.start_ns, w.end_ns, b.start_ns, b.end_ns, min_share]
+    return [
+        w.start_ns,
+        w.end_ns,
+        b.start_ns,
+        b.end_ns,
+        SILENCE_MIN_SHARE,
+        SILENCE_Z_FULL,
+        SILENCE_REL,
+        SILENCE_Z_SPAN,
+        z_min,
+    ]
 
 
 def novelty_params(ctx: IncidentContext) -> list[Any]:

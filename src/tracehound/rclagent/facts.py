@@ -15,6 +15,8 @@ from tracehound.model import Incident
 from tracehound.rclagent.context import (
     LEVEL_SQL,
     NS_PER_MS,
+    SILENCE_Z_SPAN,
+    SILENCE_Z_WIDE,
     TEMPLATE_SQL,
     EdgeBaseline,
     IncidentContext,
@@ -39,10 +41,6 @@ METRIC_RELATIVE_FLOOR = 0.10
 #: (half of it): a natural-unit scale learnt from the peers, so a series that was flat
 #: or merely noisy cannot outrank one that moved by many of the metric's usual units.
 PEER_FLOOR = 0.5
-#: Share of an operation's baseline spans that must write a template for its absence to
-#: count as silence, and the least drop of that share in the incident window.
-USUAL_SHARE = 0.5
-SILENCE_DROP = 0.5
 #: Least fall in an instance's share of spans that counts as having vanished.
 VANISHED_DROP = 0.5
 #: Weight of a vanished instance that no other component's error lines name (its callers
@@ -211,17 +209,17 @@ def _usual_templates(store: TelemetryStore, ctx: IncidentContext, trace_ids: lis
         store,
         f"""
         WITH {silence_cte("sil")}
-        SELECT instance, operation, tpl, drop FROM sil
-        WHERE drop >= ? AND (instance, operation) IN (
+        SELECT instance, operation, tpl, strength FROM sil
+        WHERE (instance, operation) IN (
           SELECT DISTINCT instance, operation FROM spans WHERE trace_id IN (SELECT unnest(?)))
         ORDER BY instance, operation, tpl
         """,
-        [*silence_params(ctx, USUAL_SHARE), SILENCE_DROP, trace_ids],
+        [*silence_params(ctx, SILENCE_Z_SPAN), trace_ids],
     )
     usual: dict[tuple[str, str], list[tuple[str, float]]] = {}
     for r in found:
         usual.setdefault((r["instance"], r["operation"]), []).append(
-            (r["tpl"], min(1.0, float(r["drop"])))
+            (r["tpl"], min(1.0, float(r["strength"])))
         )
     ctx.usual_templates = usual
 
@@ -250,11 +248,11 @@ def _instance_evidence(store: TelemetryStore, ctx: IncidentContext) -> None:
                 store,
                 f"""
                 WITH {silence_cte("sil")}
-                SELECT instance, max(drop * least(1.0, n_inc / 5.0)) AS s,
-                       arg_max(operation || ': ' || tpl, drop * least(1.0, n_inc / 5.0)) AS tpl
-                FROM sil WHERE drop >= ? GROUP BY instance
+                SELECT instance, max(strength) AS s,
+                       arg_max(operation || ': ' || tpl, strength) AS tpl
+                FROM sil GROUP BY instance
                 """,
-                [*silence_params(ctx, USUAL_SHARE), SILENCE_DROP],
+                silence_params(ctx, SILENCE_Z_WIDE),
             ):
                 silence[r["instance"]] = (float(r["s"]), r["tpl"])
     vanished = _vanished(ctx)

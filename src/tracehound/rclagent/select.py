@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from tracehound.rclagent.context import (
     LEVEL_SQL,
     NS_PER_MS,
+    SILENCE_Z_WIDE,
     TEMPLATE_SQL,
     IncidentContext,
     novelty_cte,
@@ -30,7 +31,6 @@ from tracehound.rclagent.context import (
     silence_cte,
     silence_params,
 )
-from tracehound.rclagent.facts import SILENCE_DROP, USUAL_SHARE
 from tracehound.store import TelemetryStore
 
 #: A root is slow only if it exceeds its baseline by at least this many milliseconds.
@@ -129,12 +129,12 @@ def _scored_roots(store: TelemetryStore, ctx: IncidentContext) -> list[_Root]:
     silence_sql = (
         f"""{silence_cte("sil")},
         ts AS (
-          SELECT s.trace_id, sum(d.drop) AS silence,
-                 arg_max(s.instance || ': silent ' || d.tpl, d.drop) AS sig
+          SELECT s.trace_id, sum(d.strength) AS silence,
+                 arg_max(s.instance || ': silent ' || d.tpl, d.strength) AS sig
           FROM sil_sp s JOIN sil d USING (instance, operation)
           LEFT JOIN sil_bl bl
             ON bl.trace_id = s.trace_id AND bl.span_id = s.span_id AND bl.tpl = d.tpl
-          WHERE s.win = 'i' AND d.drop >= ? AND bl.tpl IS NULL
+          WHERE s.win = 'i' AND bl.tpl IS NULL
             AND s.trace_id IN (SELECT trace_id FROM r)
           GROUP BY s.trace_id),"""
         if silent
@@ -142,7 +142,7 @@ def _scored_roots(store: TelemetryStore, ctx: IncidentContext) -> list[_Root]:
     )
     params: list[object] = [w.start_ns, w.end_ns]
     params += novelty_params(ctx) if ctx.use_logs else []
-    params += [*silence_params(ctx, USUAL_SHARE), SILENCE_DROP] if silent else []
+    params += silence_params(ctx, SILENCE_Z_WIDE) if silent else []
     params += [b.start_ns, b.end_ns]
     found = rows(
         store,

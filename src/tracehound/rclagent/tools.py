@@ -214,8 +214,9 @@ def _silence(
 ) -> tuple[float, list[str]]:
     """How much of what the operation stopped writing this node's spans also left out.
 
-    Each usual template that a member span did not write counts its drop in share
-    (baseline minus incident window); the sum per span is capped at 1.
+    Each member span counts the strongest silence among the usual templates it did not
+    write (templates of one code path vanish together, so they are not summed); the
+    result is the mean over members.
     """
     dropped = ctx.usual_templates.get((node.span.instance, node.span.operation), [])
     if not dropped:
@@ -227,10 +228,9 @@ def _silence(
     silent: set[str] = set()
     for member in node.members:
         have = written.get(member, set())
-        for template, drop in dropped:
-            if template not in have:
-                missing += drop
-                silent.add(template)
+        gone = [(template, strength) for template, strength in dropped if template not in have]
+        missing += max((strength for _, strength in gone), default=0.0)
+        silent.update(template for template, _ in gone)
     return min(1.0, missing / node.count), sorted(silent)
 
 
