@@ -202,9 +202,10 @@ def silence_cte(name: str = "sil") -> str:
     share of incident-window spans that did (`inc_share`), `drop` = the difference,
     `rel` = drop / base_share, `z` = the two-proportion z statistic of the drop, and
     `strength` = rel, scaled down while z < `SILENCE_Z_FULL`. Kept: rel >= `SILENCE_REL`
-    and z >= the caller's bound (`SILENCE_Z_SPAN` for a line gone completely); a line that thinned with the request mix is not silence, and
-    neither is a vanished line that too few spans could show. Shares are per span, so
-    they are scaled by how often the operation ran. Also defines
+    and z >= the caller's bound (`SILENCE_Z_SPAN` for a line gone completely); a line
+    that thinned with the request mix is not silence, and neither is a vanished line
+    that too few spans could show. Shares are per span, so they are scaled by how often
+    the operation ran. Also defines
     `<name>_bl`: (trace_id, span_id, tpl) of info lines in both windows, and `<name>_sp`:
     spans of both windows with `win` 'b' or 'i'. Parameters: see `silence_params`.
     """
