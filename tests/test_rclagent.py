@@ -38,11 +38,9 @@ SIMULATED = {
     ("cpu", 1): (1, 1, "error"),
     ("cpu", 2): (1, 1, "cpu"),
     ("cpu", 3): (1, 1, "cpu"),
-    # The leak ends in OOM errors, which the victim's own logs show; its memory series
-    # stays under the metric threshold, so the type read is "error".
-    ("memory", 1): (1, 1, "error"),
-    ("memory", 2): (2, 2, "error"),
-    ("memory", 3): (1, 1, "error"),
+    ("memory", 1): (1, 1, "memory"),
+    ("memory", 2): (1, 1, "memory"),
+    ("memory", 3): (1, 1, "memory"),
     ("latency", 1): (1, 1, "latency"),
     ("latency", 2): (1, 1, "latency"),
     ("latency", 3): (1, 1, "latency"),

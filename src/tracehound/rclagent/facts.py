@@ -41,6 +41,15 @@ METRIC_RELATIVE_FLOOR = 0.10
 #: (half of it): a natural-unit scale learnt from the peers, so a series that was flat
 #: or merely noisy cannot outrank one that moved by many of the metric's usual units.
 PEER_FLOOR = 0.5
+#: A series that rises through the incident window this steadily (Kendall's tau of its
+#: rows against time, over at least `TREND_ROWS` rows on each side) is measured against
+#: how far it wandered on its own in the baseline (its range there) and a small share of
+#: its level (`TREND_FLOOR`), not against the floors above: a leak's steady climb is
+#: not noise, however small against the series' level or its peers'; a drifting
+#: series' climb is no larger than its drift in the baseline.
+TREND_TAU = 0.6
+TREND_ROWS = 6
+TREND_FLOOR = 0.02
 #: Least fall in an instance's share of spans that counts as having vanished.
 VANISHED_DROP = 0.5
 #: Weight of a vanished instance that no other component's error lines name (its callers
@@ -398,6 +407,14 @@ def _shared_series(matrix: SeriesMatrix, median: np.ndarray, peak: np.ndarray) -
     return shared
 
 
+def _kendall_tau(values: np.ndarray) -> np.ndarray:
+    """Per column, Kendall's tau of the rows against their order (1: strictly rising)."""
+    rows_n = values.shape[0]
+    upper = np.triu(np.ones((rows_n, rows_n), dtype=bool), k=1)
+    signs = np.sign(values[None, :, :] - values[:, None, :])[upper]
+    return np.asarray(signs.sum(axis=0) / upper.sum(), dtype=np.float64)
+
+
 def _metric_shifts(store: TelemetryStore, ctx: IncidentContext) -> None:
     """Each series' rise over its baseline, in spreads floored in the series' own units."""
     matrix, boundary = metric_matrix(store, ctx)
@@ -422,6 +439,11 @@ def _metric_shifts(store: TelemetryStore, ctx: IncidentContext) -> None:
     tail = after[-max(1, after.shape[0] // 4) :]
     level = np.maximum(np.percentile(after, 75.0, axis=0), tail.mean(axis=0))
     score = (level - median) / scale
+    if after.shape[0] >= TREND_ROWS and before.shape[0] >= TREND_ROWS:
+        steady = _kendall_tau(after) >= TREND_TAU
+        wander = before.max(axis=0) - before.min(axis=0)
+        own = np.maximum.reduce([wander, TREND_FLOOR * np.abs(median), np.full(median.shape, 1e-9)])
+        score = np.where(steady, np.maximum(score, (level - median) / own), score)
     shared = _shared_series(matrix, median, peak)
     for j in np.flatnonzero(score > 0).tolist():
         shift = MetricShift(
