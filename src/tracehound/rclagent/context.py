@@ -194,7 +194,7 @@ def novelty_cte(name: str = "nov") -> str:
     """
 
 
-def silence_cte(name: str = "sil") -> str:
+def silence_cte(name: str = "sil", scope: str | None = None) -> str:
     """CTE `<name>`: info templates an operation writes less often now than in the baseline.
 
     Per (instance, operation, template): the share of baseline spans of the operation that
@@ -208,19 +208,22 @@ def silence_cte(name: str = "sil") -> str:
     the operation ran. Also defines
     `<name>_bl`: (trace_id, span_id, tpl) of info lines in both windows, and `<name>_sp`:
     spans of both windows with `win` 'b' or 'i'. Parameters: see `silence_params`.
+    With `scope`, the name of a CTE of (instance, operation) pairs defined before this
+    one, only those operations are examined, so the cost follows them, not the store.
     """
+    within = f"AND (instance, operation) IN (SELECT instance, operation FROM {scope})"
     return f"""
     {name}_sp AS (
       SELECT * FROM (
         SELECT trace_id, span_id, instance, operation,
                CASE WHEN start_ns >= ? AND start_ns < ? THEN 'i'
                     WHEN start_ns >= ? AND start_ns < ? THEN 'b' END AS win
-        FROM spans) WHERE win IS NOT NULL),
+        FROM spans) WHERE win IS NOT NULL {within if scope else ""}),
     {name}_opn AS (SELECT instance, operation, win, count(*) AS n FROM {name}_sp GROUP BY ALL),
     {name}_bl AS (
       SELECT DISTINCT trace_id, span_id, {TEMPLATE_SQL} AS tpl FROM logs
       WHERE span_id IS NOT NULL AND {LEVEL_SQL} = 'info'
-        AND trace_id IN (SELECT trace_id FROM {name}_sp)),
+        AND (trace_id, span_id) IN (SELECT trace_id, span_id FROM {name}_sp)),
     {name}_pres AS (
       SELECT s.instance, s.operation, s.win, bl.tpl, count(*) AS k
       FROM {name}_sp s JOIN {name}_bl bl USING (trace_id, span_id) GROUP BY ALL),

@@ -211,19 +211,18 @@ def _span_logs(store: TelemetryStore, ctx: IncidentContext, trace_ids: list[str]
 
 
 def _usual_templates(store: TelemetryStore, ctx: IncidentContext, trace_ids: list[str]) -> None:
-    """Info templates whose per-span share dropped since the baseline (for silence)."""
+    """Info templates that the operations of the selected traces stopped writing."""
     if not ctx.has_normal:
         return
     found = rows(
         store,
         f"""
-        WITH {silence_cte("sil")}
-        SELECT instance, operation, tpl, strength FROM sil
-        WHERE (instance, operation) IN (
-          SELECT DISTINCT instance, operation FROM spans WHERE trace_id IN (SELECT unnest(?)))
-        ORDER BY instance, operation, tpl
+        WITH scope AS (SELECT DISTINCT instance, operation FROM spans
+                       WHERE trace_id IN (SELECT unnest(?))),
+        {silence_cte("sil", scope="scope")}
+        SELECT instance, operation, tpl, strength FROM sil ORDER BY instance, operation, tpl
         """,
-        [*silence_params(ctx, SILENCE_Z_SPAN), trace_ids],
+        [trace_ids, *silence_params(ctx, SILENCE_Z_SPAN)],
     )
     usual: dict[tuple[str, str], list[tuple[str, float]]] = {}
     for r in found:
@@ -369,44 +368,6 @@ def metric_matrix(store: TelemetryStore, ctx: IncidentContext) -> tuple[SeriesMa
     return matrix, int(np.sum(matrix.segment == 0))
 
 
-def _peer_level(names: list[str], median: np.ndarray) -> np.ndarray:
-    """Per column, the typical normal level of the same metric across all series.
-
-    A floor in the metric's own units, learnt from its peers: a series flat at 0 whose
-    peers run at 20 is not "1e6 spreads up" when it reaches 0.5.
-    """
-    level = np.zeros(len(names))
-    by_name: dict[str, list[int]] = {}
-    for j, name in enumerate(names):
-        by_name.setdefault(name, []).append(j)
-    for columns in by_name.values():
-        level[columns] = float(np.median(np.abs(median[columns])))
-    return level
-
-
-def _shared_series(matrix: SeriesMatrix, median: np.ndarray, peak: np.ndarray) -> np.ndarray:
-    """Columns that several instances report with identical values: node-level series.
-
-    Some exporters repeat a node's metric on every pod row of that node; such a series
-    says nothing about one pod, so it is treated as the node's.
-    """
-    seen: dict[tuple[str, str, float, float], list[int]] = {}
-    for j in range(len(matrix.name)):
-        if matrix.instance[j] and matrix.node[j]:
-            key = (
-                matrix.node[j],
-                matrix.name[j],
-                round(float(median[j]), 9),
-                round(float(peak[j]), 9),
-            )
-            seen.setdefault(key, []).append(j)
-    shared = np.zeros(len(matrix.name), dtype=bool)
-    for columns in seen.values():
-        if len({matrix.instance[j] for j in columns}) > 1:
-            shared[columns] = True
-    return shared
-
-
 def _kendall_tau(values: np.ndarray) -> np.ndarray:
     """Per column, Kendall's tau of the rows against their order (1: strictly rising)."""
     rows_n = values.shape[0]
@@ -415,47 +376,139 @@ def _kendall_tau(values: np.ndarray) -> np.ndarray:
     return np.asarray(signs.sum(axis=0) / upper.sum(), dtype=np.float64)
 
 
+_SERIES_SQL = """
+WITH s AS (
+  SELECT coalesce(service, '') AS service, coalesce(instance, '') AS instance,
+         coalesce(node, '') AS node, name, ts_ns, value,
+         CASE WHEN ts_ns >= ? AND ts_ns < ? THEN 0 WHEN ts_ns >= ? AND ts_ns < ? THEN 1 END AS seg
+  FROM metrics WHERE value IS NOT NULL AND isfinite(value)),
+k AS (SELECT * FROM s WHERE seg IS NOT NULL),
+m AS (SELECT service, instance, node, name, median(value) AS med FROM k WHERE seg = 0
+      GROUP BY ALL),
+a AS (
+  SELECT service, instance, node, name, any_value(m.med) AS med,
+         quantile_cont(value, 0.25) FILTER (WHERE seg = 0) AS q25,
+         quantile_cont(value, 0.75) FILTER (WHERE seg = 0) AS q75,
+         median(abs(value - m.med)) FILTER (WHERE seg = 0) AS mad,
+         max(value) FILTER (WHERE seg = 0) - min(value) FILTER (WHERE seg = 0) AS wander,
+         count(*) FILTER (WHERE seg = 0) AS nb,
+         quantile_cont(value, 0.75) FILTER (WHERE seg = 1) AS i75,
+         avg(value) FILTER (WHERE seg = 1 AND ts_ns >= ?) AS tail,
+         max(value) FILTER (WHERE seg = 1) AS peak,
+         count(*) FILTER (WHERE seg = 1) AS ni
+  FROM k JOIN m USING (service, instance, node, name) GROUP BY ALL)
+SELECT *,
+       median(abs(med)) OVER (PARTITION BY name) AS peer,
+       count(*) OVER (PARTITION BY node, name, round(med, 9), round(peak, 9)) > 1
+         AND instance <> '' AND node <> '' AS shared
+FROM a WHERE ni > 0
+ORDER BY service, instance, node, name
+"""
+
+
+def _series_stats(store: TelemetryStore, ctx: IncidentContext) -> dict[str, np.ndarray]:
+    """Per metric series: baseline quantiles, spread and range; incident level and peak.
+
+    One aggregate query over the points of the two segments (no time grid): the
+    baseline's median, quartiles, MAD, range and row count, the incident window's upper
+    quartile, the mean of its last quarter (by time), its peak and row count, the typical
+    normal level of the same metric across all series (`peer`), and whether several
+    instances of one node report the series with identical values (`shared`: node-level
+    series repeated on every pod row, which say nothing about one pod).
+    """
+    (b0, b1), (w0, w1) = _metric_segments(store, ctx)
+    tail_from = w0 + (w1 - w0) * 3 // 4
+    table = store.query(_SERIES_SQL, [b0, b1, w0, w1, tail_from])
+    out: dict[str, np.ndarray] = {}
+    for name in table.column_names:
+        column = table.column(name)
+        if name in ("service", "instance", "node", "name"):
+            out[name] = np.asarray(column.to_pylist(), dtype=object)
+        else:
+            out[name] = column.to_numpy(zero_copy_only=False).astype(np.float64)
+    return out
+
+
+def _steady(store: TelemetryStore, ctx: IncidentContext, keys: list[tuple[str, ...]]) -> set[int]:
+    """Which of the series (service, instance, node, name) rise steadily in the window."""
+    if not keys:
+        return set()
+    w = ctx.window
+    found = store.query(
+        """
+        WITH c AS (SELECT unnest(?) AS service, unnest(?) AS instance, unnest(?) AS node,
+                          unnest(?) AS name, unnest(?) AS j)
+        SELECT c.j, m.value FROM metrics m JOIN c
+          ON coalesce(m.service, '') = c.service AND coalesce(m.instance, '') = c.instance
+         AND coalesce(m.node, '') = c.node AND m.name = c.name
+        WHERE m.ts_ns >= ? AND m.ts_ns < ? AND m.value IS NOT NULL AND isfinite(m.value)
+        ORDER BY c.j, m.ts_ns
+        """,
+        [
+            *(list(part) for part in zip(*keys, strict=True)),
+            list(range(len(keys))),
+            w.start_ns,
+            w.end_ns,
+        ],
+    )
+    index = found.column("j").to_numpy()
+    values = found.column("value").to_numpy(zero_copy_only=False).astype(np.float64)
+    cuts = np.flatnonzero(np.diff(index)) + 1
+    steady = set()
+    for group, series in zip(np.split(index, cuts), np.split(values, cuts), strict=True):
+        if len(series) >= TREND_ROWS and _kendall_tau(series[:, None])[0] >= TREND_TAU:
+            steady.add(int(group[0]))
+    return steady
+
+
 def _metric_shifts(store: TelemetryStore, ctx: IncidentContext) -> None:
-    """Each series' rise over its baseline, in spreads floored in the series' own units."""
-    matrix, boundary = metric_matrix(store, ctx)
-    if matrix.shape[0] == 0 or boundary == matrix.shape[0]:
+    """Each series' rise over its baseline, in spreads floored in the series' own units.
+
+    The spread is the largest of the baseline's interquartile range, its MAD (scaled to a
+    standard deviation), `METRIC_RELATIVE_FLOOR` of its level and `PEER_FLOOR` of its
+    peers' level; the rise is the incident window's sustained level (its upper quartile,
+    or the mean of its last quarter, as a leak keeps growing) minus the baseline median.
+    Series that rise steadily are measured against their own range (see `TREND_TAU`).
+    All statistics are aggregates in SQL; only series that a steady rise could lift are
+    fetched point by point, so the cost follows the number of series, not their points.
+    """
+    st = _series_stats(store, ctx)
+    if not len(st["name"]):
         return
-    after = matrix.values[boundary:]
-    before = matrix.values[:boundary] if boundary > 0 else after
-    q25, median, q75 = np.percentile(before, [25.0, 50.0, 75.0], axis=0)
-    mad = np.median(np.abs(before - median), axis=0) * 1.4826
+    median = st["med"]
+    tiny = np.full(median.shape, 1e-9)
     scale = np.maximum.reduce(
         [
-            q75 - q25,
-            mad,
+            st["q75"] - st["q25"],
+            st["mad"] * 1.4826,
             METRIC_RELATIVE_FLOOR * np.abs(median),
-            PEER_FLOOR * _peer_level(matrix.name, median),
-            np.full(median.shape, 1e-9),
+            PEER_FLOOR * st["peer"],
+            tiny,
         ]
     )
-    peak = after.max(axis=0)
-    # A sustained level, not a spike: the upper quartile of the incident rows, or the mean
-    # of their last quarter (a leak keeps growing, so its latest rows tell most).
-    tail = after[-max(1, after.shape[0] // 4) :]
-    level = np.maximum(np.percentile(after, 75.0, axis=0), tail.mean(axis=0))
+    level = np.fmax(st["i75"], st["tail"])
     score = (level - median) / scale
-    if after.shape[0] >= TREND_ROWS and before.shape[0] >= TREND_ROWS:
-        steady = _kendall_tau(after) >= TREND_TAU
-        wander = before.max(axis=0) - before.min(axis=0)
-        own = np.maximum.reduce([wander, TREND_FLOOR * np.abs(median), np.full(median.shape, 1e-9)])
-        score = np.where(steady, np.maximum(score, (level - median) / own), score)
-    shared = _shared_series(matrix, median, peak)
+    own = np.maximum.reduce([st["wander"], TREND_FLOOR * np.abs(median), tiny])
+    trend = (level - median) / own
+    could = (trend > np.maximum(score, 1.0)) & (st["nb"] >= TREND_ROWS) & (st["ni"] >= TREND_ROWS)
+    candidates = np.flatnonzero(could).tolist()
+    keys = [
+        tuple(str(st[k][j]) for k in ("service", "instance", "node", "name")) for j in candidates
+    ]
+    for position in _steady(store, ctx, keys):
+        j = candidates[position]
+        score[j] = trend[j]
     for j in np.flatnonzero(score > 0).tolist():
         shift = MetricShift(
-            service=matrix.service[j],
-            instance=matrix.instance[j],
-            node=matrix.node[j],
-            name=matrix.name[j],
+            service=str(st["service"][j]),
+            instance=str(st["instance"][j]),
+            node=str(st["node"][j]),
+            name=str(st["name"][j]),
             normal=float(median[j]),
-            value=float(peak[j]),
+            value=float(st["peak"][j]),
             score=float(min(score[j], 1e6)),
         )
-        if shift.instance and not shared[j]:
+        if shift.instance and not st["shared"][j]:
             ctx.instance_metrics.setdefault(shift.instance, []).append(shift)
             if shift.node:
                 ctx.instance_node.setdefault(shift.instance, shift.node)
