@@ -12,7 +12,7 @@ from tracehound.rclagent import RclAgentMethod
 from tracehound.rclagent.evidence import EvidenceLedger
 from tracehound.rclagent.facts import fill_context, new_context
 from tracehound.rclagent.graph import build_graph, fetch_spans
-from tracehound.rclagent.tools import edge_timing, span_timing
+from tracehound.rclagent.tools import CRASH_PATTERN, edge_timing, span_timing
 from tracehound.simulate import generate_incident, generate_system
 from tracehound.store import TelemetryStore
 from tracehound.tables import from_columns
@@ -35,7 +35,7 @@ def test_conformance() -> None:
 #: the labelled service and instance, and the predicted fault type. This is a regression
 #: record, not a target: the misses (rank 2, or a wrong type) are the engine's current state.
 SIMULATED = {
-    ("cpu", 1): (1, 1, "error"),
+    ("cpu", 1): (1, 1, "wrong_return"),
     ("cpu", 2): (1, 1, "cpu"),
     ("cpu", 3): (1, 1, "cpu"),
     ("memory", 1): (1, 1, "memory"),
@@ -276,3 +276,21 @@ def test_investigation_explains_itself() -> None:
     assert set(result.contradicting) <= ids
     assert {e.source for e in result.evidence_graph.edges} <= ids
     assert result.stats["agents_run"] > 0 and result.stats["wall_time_s"] > 0
+
+
+@pytest.mark.parametrize(
+    ("message", "crashed"),
+    [
+        ("java.lang.OutOfMemoryError: Java heap space", True),
+        ("Servlet.service() for servlet [dispatcherServlet] threw exception", True),
+        ("[queryForTravel][catch price exception]", True),
+        ("Traceback (most recent call last):", True),
+        ("request failed\n  at com.shop.Cart.add(Cart.java:12)", True),
+        ("panic: runtime error: index out of range", True),
+        ("[findContactsById][No contacts according to contactsId]", False),
+        ("[verifyCode][Get image code wrong]", False),
+        ("order status wrong: errors=3", False),
+    ],
+)
+def test_crash_pattern_tells_crashes_from_complaints(message: str, crashed: bool) -> None:
+    assert bool(CRASH_PATTERN.search(message)) is crashed

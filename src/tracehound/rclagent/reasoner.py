@@ -62,6 +62,8 @@ class Signals:
 
     error: float = 0.0
     status_error: bool = False
+    #: its error lines report a crash (an exception), not a complaint about a value
+    crashed: bool = False
     silence: float = 0.0
     self_time: float = 0.0
     latency: float = 0.0

@@ -5,7 +5,10 @@ natural units: ``x / (x + half)`` with halves in ms or robust spreads):
 
 Phase 1 (`verify`), per span, from its tools:
   - *error logs* (`error_logs`): novel warning/error lines linked to the span (strong);
-    *error status* without such lines (`error_status`);
+    *error status* without such lines (`error_status`). Lines that report a crash (an
+    exception class, a stack frame, "exception": `tools.CRASH_PATTERN`) make the fault
+    type *error*; lines that only complain about a value (a record not found, a wrong
+    code) make it *wrong_return*: the component carried on with a wrong value;
   - *silence* (`silence`): the info templates this operation writes in most baseline
     spans went missing (an exception short-circuited the code);
   - *self-time* (`self_time`): unexplained self-time beyond the operation baseline is the
@@ -115,6 +118,7 @@ class RuleReasoner:
         signals = Signals(
             error=min(1.0, logs.error_weight) if logs else 0.0,
             status_error=span.status == "error",
+            crashed=logs.crashed if logs else False,
             silence=logs.silence if logs and logs.silence >= w.silence_min else 0.0,
             self_time=saturate(timing.self_excess_ms, w.self_half_ms),
             latency=saturate(timing.latency_excess_ms, w.latency_half_ms),
@@ -218,14 +222,17 @@ class RuleReasoner:
             note = "error propagated from a callee" if below_error else "errors start here"
             if redirected:
                 factor, note = w.propagated, "reports an error caused by a callee"
-            parts.append((error * factor, "error", note))
+            # error lines that complain about a value without any crash: the component
+            # went on with a wrong value (wrong return); a crash or a bare status: error
+            kind = "wrong_return" if s.error and not s.crashed else "error"
+            parts.append((error * factor, kind, note))
         if s.silence > 0:
             factor = w.propagated if below_error else 1.0
             parts.append((w.silence * s.silence * factor, "error", "usual log lines went silent"))
         performance = w.self_time * s.self_time + w.metric_shift * s.resource
         if performance > 0:
-            kind = s.resource_kind if s.resource > 0 else "latency"
-            parts.append((performance, kind or "latency", "own self-time / resources grew"))
+            slow = (s.resource_kind if s.resource > 0 else None) or "latency"
+            parts.append((performance, slow, "own self-time / resources grew"))
         if not parts and s.latency > 0:
             parts.append((w.latency_only * s.latency, "latency", "slow, nothing else (victim)"))
         if not parts:

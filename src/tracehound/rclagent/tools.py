@@ -19,6 +19,7 @@ carrying the ids of that evidence. Thresholds are in natural units with floors
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 from tracehound.rclagent.context import IncidentContext, LogLine, MetricShift
@@ -131,6 +132,16 @@ def edge_timing(
     )
 
 
+#: An error line that reports a crash rather than a complaint: an exception or error
+#: class (``FooException``, ``java.lang.OutOfMemoryError``), a traceback or stack frame,
+#: a panic, or the word "exception". Case-sensitive for class names.
+CRASH_PATTERN = re.compile(
+    r"[A-Za-z]+(Exception|Error)\b|Traceback \(most recent|^\s+at [\w.$]+\(|\bpanic:|"
+    r"(?i:\bexception\b|\bthrew\b)",
+    re.MULTILINE,
+)
+
+
 @dataclass(frozen=True, slots=True)
 class LogFindings:
     #: novelty-weighted error lines (warnings count `warn_share`) per member span
@@ -139,6 +150,8 @@ class LogFindings:
     templates: tuple[str, ...]
     #: other services / instances named by the error lines
     mentions: tuple[str, ...]
+    #: whether an error line reports a crash (see `CRASH_PATTERN`), not a complaint
+    crashed: bool
     #: strength (0..1) of the silence: dropped templates these spans also left out
     silence: float
     silent_templates: tuple[str, ...]
@@ -179,6 +192,7 @@ def instance_logs(
         error_lines=len(errors),
         templates=tuple(sorted({line.template for line in errors}))[:5],
         mentions=mentions,
+        crashed=any(CRASH_PATTERN.search(line.message) for line in errors if line.level == "error"),
         silence=silence,
         silent_templates=tuple(silent),
         evidence=tuple(evidence),
