@@ -25,6 +25,9 @@ NS_PER_MS = 1_000_000.0
 #: Levels read as errors and as warnings (case-insensitive); anything else is chatter.
 ERROR_LEVELS = ("ERROR", "FATAL", "CRITICAL", "SEVERE", "EMERG", "ALERT", "PANIC")
 WARN_LEVELS = ("WARN", "WARNING")
+#: Weight of a novel warning line relative to a novel error line (selection scores and
+#: incident-wide evidence).
+WARN_SHARE = 0.3
 
 #: A log template: the message with ids (hex runs, UUIDs) and free-standing numbers
 #: masked, cut to its first 96 characters (variable text such as names and values

@@ -18,6 +18,7 @@ from tracehound.rclagent.context import (
     SILENCE_Z_SPAN,
     SILENCE_Z_WIDE,
     TEMPLATE_SQL,
+    WARN_SHARE,
     EdgeBaseline,
     IncidentContext,
     InstanceEvidence,
@@ -42,11 +43,11 @@ METRIC_RELATIVE_FLOOR = 0.10
 #: or merely noisy cannot outrank one that moved by many of the metric's usual units.
 PEER_FLOOR = 0.5
 #: A series that rises through the incident window this steadily (Kendall's tau of its
-#: rows against time, over at least `TREND_ROWS` rows on each side) is measured against
-#: how far it wandered on its own in the baseline (its range there) and a small share of
-#: its level (`TREND_FLOOR`), not against the floors above: a leak's steady climb is
-#: not noise, however small against the series' level or its peers'; a drifting
-#: series' climb is no larger than its drift in the baseline.
+#: rows against time, over at least `TREND_ROWS` rows on each side) and ends above the
+#: whole range it wandered in the baseline is measured against its own baseline spread
+#: (IQR, MAD) and a small share of its level (`TREND_FLOOR`), not against the relative
+#: and peer floors: a leak's steady climb is not noise, however small against the
+#: series' level or its peers'; a drifting series rarely leaves its baseline range.
 TREND_TAU = 0.6
 TREND_ROWS = 6
 TREND_FLOOR = 0.02
@@ -242,11 +243,13 @@ def _instance_evidence(store: TelemetryStore, ctx: IncidentContext) -> None:
             store,
             f"""
             WITH {novelty_cte("nov")},
-            l AS (SELECT service, instance, {TEMPLATE_SQL} AS tpl FROM logs
-                  WHERE ts_ns >= ? AND ts_ns < ? AND {LEVEL_SQL} = 'error')
-            SELECT instance, sum(nov.novelty) AS w, arg_max(l.tpl, nov.novelty) AS tpl
+            l AS (SELECT service, instance, {TEMPLATE_SQL} AS tpl,
+                         CASE WHEN {LEVEL_SQL} = 'error' THEN 1.0 ELSE {WARN_SHARE} END AS share
+                  FROM logs WHERE ts_ns >= ? AND ts_ns < ? AND {LEVEL_SQL} <> 'info')
+            SELECT instance, sum(nov.novelty * l.share) AS w,
+                   arg_max(l.tpl, nov.novelty * l.share) AS tpl
             FROM l JOIN nov USING (service, tpl)
-            WHERE instance <> '' GROUP BY instance HAVING sum(nov.novelty) > 0
+            WHERE instance <> '' GROUP BY instance HAVING sum(nov.novelty * l.share) > 0
             """,
             [*novelty_params(ctx), w.start_ns, w.end_ns],
         ):
@@ -468,7 +471,8 @@ def _metric_shifts(store: TelemetryStore, ctx: IncidentContext) -> None:
     standard deviation), `METRIC_RELATIVE_FLOOR` of its level and `PEER_FLOOR` of its
     peers' level; the rise is the incident window's sustained level (its upper quartile,
     or the mean of its last quarter, as a leak keeps growing) minus the baseline median.
-    Series that rise steadily are measured against their own range (see `TREND_TAU`).
+    Series that rise steadily out of their baseline range are measured against their own
+    spread (see `TREND_TAU`).
     All statistics are aggregates in SQL; only series that a steady rise could lift are
     fetched point by point, so the cost follows the number of series, not their points.
     """
@@ -488,9 +492,16 @@ def _metric_shifts(store: TelemetryStore, ctx: IncidentContext) -> None:
     )
     level = np.fmax(st["i75"], st["tail"])
     score = (level - median) / scale
-    own = np.maximum.reduce([st["wander"], TREND_FLOOR * np.abs(median), tiny])
+    own = np.maximum.reduce(
+        [st["q75"] - st["q25"], st["mad"] * 1.4826, TREND_FLOOR * np.abs(median), tiny]
+    )
     trend = (level - median) / own
-    could = (trend > np.maximum(score, 1.0)) & (st["nb"] >= TREND_ROWS) & (st["ni"] >= TREND_ROWS)
+    could = (
+        (level - median > st["wander"])
+        & (trend > np.maximum(score, 1.0))
+        & (st["nb"] >= TREND_ROWS)
+        & (st["ni"] >= TREND_ROWS)
+    )
     candidates = np.flatnonzero(could).tolist()
     keys = [
         tuple(str(st[k][j]) for k in ("service", "instance", "node", "name")) for j in candidates

@@ -24,6 +24,7 @@ from tracehound.rclagent.context import (
     NS_PER_MS,
     SILENCE_Z_WIDE,
     TEMPLATE_SQL,
+    WARN_SHARE,
     IncidentContext,
     novelty_cte,
     novelty_params,
@@ -35,8 +36,6 @@ from tracehound.store import TelemetryStore
 
 #: A root is slow only if it exceeds its baseline by at least this many milliseconds.
 LATENCY_FLOOR_MS = 20.0
-#: Weight of a novel warning line relative to a novel error line in the selection score.
-WARN_SHARE = 0.3
 
 
 @dataclass(frozen=True, slots=True)
