@@ -60,3 +60,8 @@ class UnknownDataset(BadInput):
 
 class MissingModality(TracehoundError):
     """A method needs a table (traces, logs or metrics) the incident does not have."""
+
+
+class LLMError(TracehoundError):
+    """An LLM call that failed for good (after retries), or a configuration that cannot
+    work (no endpoint, no model); the message says what to set."""
