@@ -52,10 +52,10 @@ SIMULATED = {
     ("error", 3): (1, 1, "error"),
     ("wrong_return", 1): (1, 1, "wrong_return"),
     ("wrong_return", 2): (1, 1, "wrong_return"),
-    ("wrong_return", 3): (2, 2, "latency"),
+    ("wrong_return", 3): (1, 1, "wrong_return"),
     ("unavailable", 1): (1, 1, "unavailable"),
     ("unavailable", 2): (1, 1, "unavailable"),
-    ("unavailable", 3): (2, 2, "error"),
+    ("unavailable", 3): (1, 1, "unavailable"),
 }
 
 

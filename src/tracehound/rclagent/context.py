@@ -107,6 +107,8 @@ class InstanceEvidence:
     resource: float
     resource_kind: str | None
     note: str
+    #: novel error lines of other services that name it (or its service)
+    named: float = 0.0
 
 
 @dataclass

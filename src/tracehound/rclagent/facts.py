@@ -266,11 +266,12 @@ def _instance_evidence(store: TelemetryStore, ctx: IncidentContext) -> None:
                 silence_params(ctx, SILENCE_Z_WIDE),
             ):
                 silence[r["instance"]] = (float(r["s"]), r["tpl"])
+    blamed = _blamed_by_others(store, ctx) if ctx.use_logs else {}
     vanished = _vanished(ctx)
     if vanished:
         named = _named_in_errors(store, ctx, sorted(vanished))
         vanished = {i: v if i in named else UNNAMED_VANISHED * v for i, v in vanished.items()}
-    names = set(errors) | set(silence) | set(ctx.instance_metrics) | set(vanished)
+    names = set(errors) | set(silence) | set(ctx.instance_metrics) | set(vanished) | set(blamed)
     for instance in sorted(names):
         error, error_tpl = errors.get(instance, (0.0, ""))
         quiet, quiet_tpl = silence.get(instance, (0.0, ""))
@@ -289,6 +290,9 @@ def _instance_evidence(store: TelemetryStore, ctx: IncidentContext) -> None:
         gone = vanished.get(instance, 0.0)
         if gone:
             notes.append(f"{gone:.0%} fewer spans than its service's traffic predicts")
+        pointed = blamed.get(instance, 0.0)
+        if pointed:
+            notes.append(f"named by {pointed:.1f} novel error line(s) of other services")
         ctx.instance_evidence[instance] = InstanceEvidence(
             errors=error / (error + 3.0),
             silence=min(1.0, quiet),
@@ -296,7 +300,38 @@ def _instance_evidence(store: TelemetryStore, ctx: IncidentContext) -> None:
             resource=resource / (resource + 10.0) if resource >= 5.0 else 0.0,
             resource_kind=kind,
             note="; ".join(notes),
+            named=pointed / (pointed + 3.0),
         )
+
+
+def _blamed_by_others(store: TelemetryStore, ctx: IncidentContext) -> dict[str, float]:
+    """Per instance, the novelty-weighted error lines of other services that name it.
+
+    A line names an instance when it contains the instance's name or its service's; only
+    lines of the incident window at error level count, weighted by their novelty, so an
+    error that always names a dependency is not news.
+    """
+    pairs = sorted(ctx.instance_service.items())
+    if not pairs:
+        return {}
+    w = ctx.window
+    found = rows(
+        store,
+        f"""
+        WITH {novelty_cte("nov")},
+        n AS (SELECT unnest(?) AS instance, unnest(?) AS service),
+        l AS (SELECT service, message, {TEMPLATE_SQL} AS tpl FROM logs
+              WHERE ts_ns >= ? AND ts_ns < ? AND {LEVEL_SQL} = 'error'),
+        e AS (SELECT l.service, l.message, nov.novelty FROM l JOIN nov USING (service, tpl)
+              WHERE nov.novelty > 0)
+        SELECT n.instance, sum(e.novelty) AS w FROM n JOIN e
+          ON e.service <> n.service
+         AND (contains(e.message, n.instance) OR contains(e.message, n.service))
+        GROUP BY n.instance
+        """,
+        [*novelty_params(ctx), [p[0] for p in pairs], [p[1] for p in pairs], w.start_ns, w.end_ns],
+    )
+    return {r["instance"]: float(r["w"]) for r in found}
 
 
 def _named_in_errors(store: TelemetryStore, ctx: IncidentContext, names: list[str]) -> set[str]:

@@ -36,7 +36,8 @@ Synthesis (`synthesize`): per request, each suspect's blame plus its edge share,
 by the request's best (a vote in [0, 1]); votes (`vote`) and `absolute` times the raw
 blame (so stronger evidence breaks ties) are averaged over requests. Incident-wide
 evidence per instance is added (`global_evidence`): novel error lines, silenced
-templates, a vanished share of spans (`vanished`), resource shifts. No rule names a
+templates, a vanished share of spans (`vanished`), novel error lines of other services
+that name it (`named`), resource shifts. No rule names a
 service, operation or dataset.
 """
 
@@ -77,6 +78,8 @@ class RuleWeights:
     absolute: float = 0.2
     global_evidence: float = 1.0
     vanished: float = 1.0
+    #: incident-wide: novel error lines of other services name the instance or service
+    named: float = 0.5
     #: an instance's resource shift this strong names the fault type of its errors/slowness
     resource_explains: float = 0.15
     self_half_ms: float = 50.0
@@ -227,7 +230,9 @@ class RuleReasoner:
             kind = "wrong_return" if s.error and not s.crashed else "error"
             parts.append((error * factor, kind, note))
         if s.silence > 0:
-            factor = w.propagated if below_error else 1.0
+            # lines cut short by an error that came from below, or that this span's own
+            # error lines blame on a callee, are part of that error, not a cause
+            factor = w.propagated if below_error or redirected else 1.0
             parts.append((w.silence * s.silence * factor, "error", "usual log lines went silent"))
         performance = w.self_time * s.self_time + w.metric_shift * s.resource
         if performance > 0:
@@ -344,6 +349,7 @@ class RuleReasoner:
                     w.error_logs * found.errors
                     + w.silence * found.silence
                     + w.vanished * found.vanished
+                    + w.named * found.named
                     + w.metric_shift * found.resource
                 )
                 if (
