@@ -65,3 +65,9 @@ class MissingModality(TracehoundError):
 class LLMError(TracehoundError):
     """An LLM call that failed for good (after retries), or a configuration that cannot
     work (no endpoint, no model); the message says what to set."""
+
+
+class BudgetExceeded(LLMError):
+    """An investigation's LLM budget (calls or tokens) is spent; no further call is made.
+
+    Callers fall back to the rule reasoner for the agents still waiting."""
