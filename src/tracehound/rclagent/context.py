@@ -206,7 +206,8 @@ def silence_cte(name: str = "sil", scope: str | None = None) -> str:
     wrote it (`base_share`, at least `SILENCE_MIN_SHARE`, over at least 10 spans), the
     share of incident-window spans that did (`inc_share`), `drop` = the difference,
     `rel` = drop / base_share, `z` = the two-proportion z statistic of the drop, and
-    `strength` = rel, scaled down while z < `SILENCE_Z_FULL`. Kept: rel >= `SILENCE_REL`
+    `strength` = rel, scaled down while z < `SILENCE_Z_FULL` and for lines written early
+    in their span (`SILENCE_LATE`). Kept: rel >= `SILENCE_REL`
     and z >= the caller's bound (`SILENCE_Z_SPAN` for a line gone completely); a line
     that thinned with the request mix is not silence, and neither is a vanished line
     that too few spans could show. Shares are per span, so they are scaled by how often
@@ -220,23 +221,26 @@ def silence_cte(name: str = "sil", scope: str | None = None) -> str:
     return f"""
     {name}_sp AS (
       SELECT * FROM (
-        SELECT trace_id, span_id, instance, operation,
+        SELECT trace_id, span_id, instance, operation, start_ns, duration_ns,
                CASE WHEN start_ns >= ? AND start_ns < ? THEN 'i'
                     WHEN start_ns >= ? AND start_ns < ? THEN 'b' END AS win
         FROM spans) WHERE win IS NOT NULL {within if scope else ""}),
     {name}_opn AS (SELECT instance, operation, win, count(*) AS n FROM {name}_sp GROUP BY ALL),
     {name}_bl AS (
-      SELECT DISTINCT trace_id, span_id, {TEMPLATE_SQL} AS tpl FROM logs
+      SELECT trace_id, span_id, {TEMPLATE_SQL} AS tpl, min(ts_ns) AS ts_ns FROM logs
       WHERE span_id IS NOT NULL AND {LEVEL_SQL} = 'info'
-        AND (trace_id, span_id) IN (SELECT trace_id, span_id FROM {name}_sp)),
+        AND (trace_id, span_id) IN (SELECT trace_id, span_id FROM {name}_sp)
+      GROUP BY ALL),
     {name}_pres AS (
-      SELECT s.instance, s.operation, s.win, bl.tpl, count(*) AS k
+      SELECT s.instance, s.operation, s.win, bl.tpl, count(*) AS k,
+             median(greatest(0, bl.ts_ns - s.start_ns) / greatest(s.duration_ns, 1)) AS pos
       FROM {name}_sp s JOIN {name}_bl bl USING (trace_id, span_id) GROUP BY ALL),
     {name}_d AS (
       SELECT p.instance, p.operation, p.tpl, p.k / nb.n AS base_share,
              coalesce(q.k, 0) / ni.n AS inc_share,
              p.k / nb.n - coalesce(q.k, 0) / ni.n AS drop, ni.n AS n_inc,
-             (p.k + coalesce(q.k, 0)) / (nb.n + ni.n) AS pooled, nb.n AS n_base
+             (p.k + coalesce(q.k, 0)) / (nb.n + ni.n) AS pooled, nb.n AS n_base,
+             least(1.0, p.pos / ?) AS late
       FROM {name}_pres p
       JOIN {name}_opn nb ON nb.instance = p.instance AND nb.operation = p.operation
                          AND nb.win = 'b'
@@ -251,7 +255,7 @@ def silence_cte(name: str = "sil", scope: str | None = None) -> str:
                AS z
       FROM {name}_d),
     {name} AS (
-      SELECT *, rel * least(1.0, z / ?) AS strength FROM {name}_z
+      SELECT *, rel * least(1.0, z / ?) * late AS strength FROM {name}_z
       WHERE drop > 0 AND rel >= ? AND z >= CASE WHEN inc_share = 0 THEN ? ELSE ? END)
     """
 
@@ -260,6 +264,11 @@ def silence_cte(name: str = "sil", scope: str | None = None) -> str:
 #: relative fall of that share (the line must have mostly vanished, not merely thinned
 #: with the request mix), and the z at which the evidence counts in full.
 SILENCE_MIN_SHARE = 0.25
+#: Where in its span a line is usually written (0: at the start, 1: at the end) bounds
+#: what its absence can say: only work done before the line can have been cut short. A
+#: line written at least this far into its span counts in full, earlier ones in
+#: proportion; the first line a handler writes says almost nothing when it goes missing.
+SILENCE_LATE = 0.25
 SILENCE_REL = 0.6
 SILENCE_Z_FULL = 3.0
 #: Least two-proportion z statistic of the fall: for the few operations of the selected
@@ -280,6 +289,7 @@ def silence_params(ctx: IncidentContext, z_min: float) -> list[Any]:
         w.end_ns,
         b.start_ns,
         b.end_ns,
+        SILENCE_LATE,
         SILENCE_MIN_SHARE,
         SILENCE_Z_FULL,
         SILENCE_REL,
