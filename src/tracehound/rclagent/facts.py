@@ -234,7 +234,12 @@ def _usual_templates(store: TelemetryStore, ctx: IncidentContext, trace_ids: lis
 
 
 def _instance_evidence(store: TelemetryStore, ctx: IncidentContext) -> None:
-    """Incident-wide evidence per instance: novel errors, silenced templates, resources."""
+    """Incident-wide evidence per instance: novel errors, silenced templates, resources.
+
+    Error and warning lines that name another service count for the one they name
+    (`_blamed_by_others`), not for their writer, as a failed call is passed on by the
+    span agents (`rules.RuleReasoner._redirect`).
+    """
     errors: dict[str, tuple[float, str]] = {}
     silence: dict[str, tuple[float, str]] = {}
     if ctx.use_logs:
@@ -243,15 +248,19 @@ def _instance_evidence(store: TelemetryStore, ctx: IncidentContext) -> None:
             store,
             f"""
             WITH {novelty_cte("nov")},
-            l AS (SELECT service, instance, {TEMPLATE_SQL} AS tpl,
+            n AS (SELECT unnest(?) AS instance, unnest(?) AS service),
+            l AS (SELECT service, instance, message, {TEMPLATE_SQL} AS tpl,
                          CASE WHEN {LEVEL_SQL} = 'error' THEN 1.0 ELSE {WARN_SHARE} END AS share
                   FROM logs WHERE ts_ns >= ? AND ts_ns < ? AND {LEVEL_SQL} <> 'info')
             SELECT instance, sum(nov.novelty * l.share) AS w,
                    arg_max(l.tpl, nov.novelty * l.share) AS tpl
             FROM l JOIN nov USING (service, tpl)
-            WHERE instance <> '' GROUP BY instance HAVING sum(nov.novelty * l.share) > 0
+            WHERE instance <> '' AND NOT EXISTS (
+              SELECT 1 FROM n WHERE n.service <> l.service
+                AND (contains(l.message, n.instance) OR contains(l.message, n.service)))
+            GROUP BY instance HAVING sum(nov.novelty * l.share) > 0
             """,
-            [*novelty_params(ctx), w.start_ns, w.end_ns],
+            [*novelty_params(ctx), *_name_lists(ctx), w.start_ns, w.end_ns],
         ):
             errors[r["instance"]] = (float(r["w"]), r["tpl"])
         if ctx.has_normal:
@@ -302,6 +311,12 @@ def _instance_evidence(store: TelemetryStore, ctx: IncidentContext) -> None:
             note="; ".join(notes),
             named=pointed / (pointed + 3.0),
         )
+
+
+def _name_lists(ctx: IncidentContext) -> list[list[str]]:
+    """Instances and their services as two parallel lists (query parameters)."""
+    pairs = sorted(ctx.instance_service.items())
+    return [[p[0] for p in pairs], [p[1] for p in pairs]]
 
 
 def _blamed_by_others(store: TelemetryStore, ctx: IncidentContext) -> dict[str, float]:

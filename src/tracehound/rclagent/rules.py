@@ -33,7 +33,7 @@ evidence:
   Each suspect keeps its strongest span evidence; edge evidence is summed.
 
 Synthesis (`synthesize`): per request, each suspect's blame plus its edge share, divided
-by the request's best (a vote in [0, 1]); votes (`vote`) and `absolute` times the raw
+by the request's best or `vote_floor`, whichever is larger (a vote in [0, 1]); votes (`vote`) and `absolute` times the raw
 blame (so stronger evidence breaks ties) are averaged over requests. Incident-wide
 evidence per instance is added (`global_evidence`): novel error lines, silenced
 templates, a vanished share of spans (`vanished`), novel error lines of other services
@@ -75,6 +75,10 @@ class RuleWeights:
     edge_delay: float = 0.6
     latency_only: float = 0.1
     vote: float = 1.0
+    #: a request's votes are its blames divided by its best blame, but by at least this:
+    #: a request whose strongest evidence is weak (a slow span, nothing else) casts a
+    #: weak vote rather than a full one
+    vote_floor: float = 0.5
     absolute: float = 0.2
     global_evidence: float = 1.0
     vanished: float = 1.0
@@ -323,7 +327,7 @@ class RuleReasoner:
             if top <= 0:
                 continue
             for key, (score, entry) in combined.items():
-                votes[key] = votes.get(key, 0.0) + score / top
+                votes[key] = votes.get(key, 0.0) + score / max(top, w.vote_floor)
                 raw[key] = raw.get(key, 0.0) + score
                 edge = min(w.edge_delay, report.edge_blame.get(key, 0.0))
                 if key not in best or score > best[key][0]:
