@@ -237,32 +237,15 @@ def _instance_evidence(store: TelemetryStore, ctx: IncidentContext) -> None:
     """Incident-wide evidence per instance: novel errors, silenced templates, resources.
 
     Error and warning lines that name another service count for the one they name
-    (`_blamed_by_others`), not for their writer, as a failed call is passed on by the
+    (`_novel_lines`), not for their writer, as a failed call is passed on by the
     span agents (`rules.RuleReasoner._redirect`).
     """
     errors: dict[str, tuple[float, str]] = {}
     silence: dict[str, tuple[float, str]] = {}
+    named: dict[str, float] = {}
     if ctx.use_logs:
-        w = ctx.window
-        for r in rows(
-            store,
-            f"""
-            WITH {novelty_cte("nov")},
-            n AS (SELECT unnest(?) AS instance, unnest(?) AS service),
-            l AS (SELECT service, instance, message, {TEMPLATE_SQL} AS tpl,
-                         CASE WHEN {LEVEL_SQL} = 'error' THEN 1.0 ELSE {WARN_SHARE} END AS share
-                  FROM logs WHERE ts_ns >= ? AND ts_ns < ? AND {LEVEL_SQL} <> 'info')
-            SELECT instance, sum(nov.novelty * l.share) AS w,
-                   arg_max(l.tpl, nov.novelty * l.share) AS tpl
-            FROM l JOIN nov USING (service, tpl)
-            WHERE instance <> '' AND NOT EXISTS (
-              SELECT 1 FROM n WHERE n.service <> l.service
-                AND (contains(l.message, n.instance) OR contains(l.message, n.service)))
-            GROUP BY instance HAVING sum(nov.novelty * l.share) > 0
-            """,
-            [*novelty_params(ctx), *_name_lists(ctx), w.start_ns, w.end_ns],
-        ):
-            errors[r["instance"]] = (float(r["w"]), r["tpl"])
+        own, named = _novel_lines(store, ctx)
+        errors.update(own)
         if ctx.has_normal:
             for r in rows(
                 store,
@@ -275,11 +258,12 @@ def _instance_evidence(store: TelemetryStore, ctx: IncidentContext) -> None:
                 silence_params(ctx, SILENCE_Z_WIDE),
             ):
                 silence[r["instance"]] = (float(r["s"]), r["tpl"])
-    blamed = _blamed_by_others(store, ctx) if ctx.use_logs else {}
+    blamed = named if ctx.use_logs else {}
     vanished = _vanished(ctx)
     if vanished:
-        named = _named_in_errors(store, ctx, sorted(vanished))
-        vanished = {i: v if i in named else UNNAMED_VANISHED * v for i, v in vanished.items()}
+        vanished = {
+            i: v if named.get(i, 0.0) > 0 else UNNAMED_VANISHED * v for i, v in vanished.items()
+        }
     names = set(errors) | set(silence) | set(ctx.instance_metrics) | set(vanished) | set(blamed)
     for instance in sorted(names):
         error, error_tpl = errors.get(instance, (0.0, ""))
@@ -313,60 +297,50 @@ def _instance_evidence(store: TelemetryStore, ctx: IncidentContext) -> None:
         )
 
 
-def _name_lists(ctx: IncidentContext) -> list[list[str]]:
-    """Instances and their services as two parallel lists (query parameters)."""
-    pairs = sorted(ctx.instance_service.items())
-    return [[p[0] for p in pairs], [p[1] for p in pairs]]
+#: Words of a log line that may be a service or instance name (names are compared
+#: whole, so the cost follows the lines, not lines times names).
+NAME_TOKEN = "[A-Za-z0-9][A-Za-z0-9_-]*"
 
 
-def _blamed_by_others(store: TelemetryStore, ctx: IncidentContext) -> dict[str, float]:
-    """Per instance, the novelty-weighted error lines of other services that name it.
+def _novel_lines(
+    store: TelemetryStore, ctx: IncidentContext
+) -> tuple[dict[str, tuple[float, str]], dict[str, float]]:
+    """Novel warning/error lines of the window: per writer, and per instance they name.
 
-    A line names an instance when it contains the instance's name or its service's; only
-    lines of the incident window at error level count, weighted by their novelty, so an
-    error that always names a dependency is not news.
+    Each line weighs its novelty (warnings `WARN_SHARE` of it). A line that names another
+    service, or an instance of one, as a whole word counts for every instance it names
+    (`named`) and not for its writer (`own`: weight and strongest template per writer).
     """
     pairs = sorted(ctx.instance_service.items())
-    if not pairs:
-        return {}
     w = ctx.window
     found = rows(
         store,
         f"""
         WITH {novelty_cte("nov")},
         n AS (SELECT unnest(?) AS instance, unnest(?) AS service),
-        l AS (SELECT service, message, {TEMPLATE_SQL} AS tpl FROM logs
-              WHERE ts_ns >= ? AND ts_ns < ? AND {LEVEL_SQL} = 'error'),
-        e AS (SELECT l.service, l.message, nov.novelty FROM l JOIN nov USING (service, tpl)
-              WHERE nov.novelty > 0)
-        SELECT n.instance, sum(e.novelty) AS w FROM n JOIN e
-          ON e.service <> n.service
-         AND (contains(e.message, n.instance) OR contains(e.message, n.service))
-        GROUP BY n.instance
+        l AS (SELECT service, instance, message, {TEMPLATE_SQL} AS tpl,
+                     CASE WHEN {LEVEL_SQL} = 'error' THEN 1.0 ELSE {WARN_SHARE} END AS share
+              FROM logs WHERE ts_ns >= ? AND ts_ns < ? AND {LEVEL_SQL} <> 'info'),
+        e AS (SELECT row_number() OVER () AS id, l.service, l.instance, l.message, l.tpl,
+                     nov.novelty * l.share AS weight
+              FROM l JOIN nov USING (service, tpl) WHERE nov.novelty > 0),
+        t AS (SELECT DISTINCT id, unnest(regexp_extract_all(message, '{NAME_TOKEN}')) AS token
+              FROM e),
+        hit AS (SELECT t.id, n.instance, n.service FROM t JOIN n ON t.token = n.instance
+                UNION SELECT t.id, n.instance, n.service FROM t JOIN n ON t.token = n.service),
+        other AS (SELECT DISTINCT hit.id, hit.instance FROM hit JOIN e USING (id)
+                  WHERE hit.service <> e.service)
+        SELECT 'own' AS kind, instance, sum(weight) AS w, arg_max(tpl, weight) AS tpl FROM e
+        WHERE instance <> '' AND id NOT IN (SELECT id FROM other) GROUP BY instance
+        UNION ALL
+        SELECT 'named' AS kind, other.instance, sum(e.weight) AS w, NULL AS tpl
+        FROM other JOIN e USING (id) GROUP BY other.instance
         """,
         [*novelty_params(ctx), [p[0] for p in pairs], [p[1] for p in pairs], w.start_ns, w.end_ns],
     )
-    return {r["instance"]: float(r["w"]) for r in found}
-
-
-def _named_in_errors(store: TelemetryStore, ctx: IncidentContext, names: list[str]) -> set[str]:
-    """Which of the instances (or their services) error lines of the window name."""
-    if not ctx.use_logs:
-        return set()
-    w = ctx.window
-    pairs = [(name, ctx.instance_service.get(name, name)) for name in names]
-    found = rows(
-        store,
-        f"""
-        WITH n AS (SELECT unnest(?) AS instance, unnest(?) AS service)
-        SELECT DISTINCT n.instance FROM n JOIN logs l
-          ON contains(l.message, n.instance) OR contains(l.message, n.service)
-        WHERE l.ts_ns >= ? AND l.ts_ns < ? AND {LEVEL_SQL.replace("level", "l.level")} = 'error'
-          AND l.service <> n.service
-        """,
-        [[p[0] for p in pairs], [p[1] for p in pairs], w.start_ns, w.end_ns],
-    )
-    return {r["instance"] for r in found}
+    own = {r["instance"]: (float(r["w"]), r["tpl"]) for r in found if r["kind"] == "own"}
+    named = {r["instance"]: float(r["w"]) for r in found if r["kind"] == "named"}
+    return own, named
 
 
 def _vanished(ctx: IncidentContext) -> dict[str, float]:

@@ -33,8 +33,9 @@ evidence:
   Each suspect keeps its strongest span evidence; edge evidence is summed.
 
 Synthesis (`synthesize`): per request, each suspect's blame plus its edge share, divided
-by the request's best or `vote_floor`, whichever is larger (a vote in [0, 1]); votes (`vote`) and `absolute` times the raw
-blame (so stronger evidence breaks ties) are averaged over requests. Incident-wide
+by the request's best or `vote_floor`, whichever is larger (a vote in [0, 1]); votes
+(`vote`) and `absolute` times the raw blame (so stronger evidence breaks ties) are
+averaged over requests. Incident-wide
 evidence per instance is added (`global_evidence`): novel error lines, silenced
 templates, a vanished share of spans (`vanished`), novel error lines of other services
 that name it (`named`), resource shifts. No rule names a
