@@ -126,7 +126,7 @@ def test_missing_endpoint_messages() -> None:
     with pytest.raises(LLMError) as caught:
         require_endpoint(LLMConfig(model="m"))
     assert str(caught.value) == (
-        "No LLM endpoint: set --llm-base-url, TRACEHOUND_LLM_BASE_URL (or OPENAI_BASE_URL), "
+        "No LLM endpoint: set --llm URL, TRACEHOUND_LLM_BASE_URL (or OPENAI_BASE_URL), "
         "or base_url under [llm] in ~/.config/tracehound/config.toml (or the file given with "
         "--config)."
     )

@@ -354,7 +354,7 @@ def test_messages_tools_and_tool_choice_translation(server: ScriptedServer) -> N
         {"role": "user", "content": "why slow?"},
         {
             "role": "assistant",
-            "content": None,
+            "content": "",
             "tool_calls": [
                 {
                     "id": "c1",

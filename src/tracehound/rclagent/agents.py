@@ -88,6 +88,7 @@ def _record(
             table="spans",
             keys={"trace_id": graph.trace_id, "span_id": span.span_id},
             tool="verify",
+            source=finding.source,
         )
         for evidence in finding.finding.evidence:
             ledger.link(evidence, node_id, "supports")
@@ -105,5 +106,6 @@ def _record(
         keys={"trace_id": graph.trace_id, "span_id": graph.root},
         tool="consolidate",
         value=root.confidence,
+        source=reports[graph.root].source,
     )
     ledger.link(f"finding:{graph.trace_id}:{graph.root}", report_id, "concludes")

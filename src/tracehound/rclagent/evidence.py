@@ -30,6 +30,7 @@ class EvidenceLedger:
         keys: dict[str, Any] | None = None,
         tool: str | None = None,
         value: float | None = None,
+        source: str | None = None,
     ) -> str:
         """Record one evidence item (first writer wins) and return its id."""
         item = Evidence(
@@ -40,6 +41,7 @@ class EvidenceLedger:
             keys=keys or {},
             tool=tool,
             value=value,
+            source=source,
         )
         with self._lock:
             self._nodes.setdefault(evidence_id, item)

@@ -24,6 +24,21 @@ Parameters (keyword-only; `__init__` only stores them):
 - ``use_logs`` (True) / ``use_metrics`` (True): ablations; off means the modality is
   ignored even when present.
 - ``workers`` (4): agent threads.
+- ``reasoner`` ("rule"): who reasons in phases 1, 2 and 5: ``"rule"`` (the deterministic
+  rule reasoner), ``"llm"`` (a model, with the rules as ground and fallback) or
+  ``"hybrid"`` (rules screen, the model reasons about ambiguous evidence only); see
+  `llm_reasoner`.
+- ``llm`` (None): the model's endpoint: ``"local"`` (the packaged small model behind
+  llama.cpp's server on 127.0.0.1, started when none answers) or a base URL of an
+  OpenAI-compatible server; None leaves it to the environment and config file.
+- ``llm_model``, ``llm_config`` (a config file), ``llm_record`` / ``llm_replay`` (write /
+  answer from a transcript), ``llm_max_calls`` (the call budget): LLM settings, highest
+  in precedence over ``TRACEHOUND_LLM_*`` and the config file (`llm.config`). An API key
+  is never a parameter (parameters end up in benchmark results): set
+  ``TRACEHOUND_LLM_API_KEY`` or the config file.
+
+With an LLM reasoner, `stats["llm"]` holds the session's accounting (calls, tokens, wall
+time, cost, per agent) and which agents the model answered and which fell back.
 
 Deviations from the paper's code (anchors §1.4): requests are chosen from telemetry
 (never from an inject time), several requests vote, the evidence graph has edges, rules
@@ -33,9 +48,12 @@ name no service, and units are normalised at load time.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
+from tracehound.errors import BadInput
 from tracehound.investigation import Investigation
 from tracehound.methods.base import Method, Tags
 from tracehound.model import Incident, Ranking
@@ -44,11 +62,19 @@ from tracehound.rclagent.context import IncidentContext
 from tracehound.rclagent.evidence import EvidenceLedger
 from tracehound.rclagent.facts import fill_context, new_context
 from tracehound.rclagent.graph import SpanRow, build_graph, fetch_spans
-from tracehound.rclagent.reasoner import Toolbox
+from tracehound.rclagent.reasoner import Reasoner, SuspectScore, Toolbox
 from tracehound.rclagent.rules import RuleReasoner, RuleWeights
 from tracehound.rclagent.select import select_requests
 from tracehound.rclagent.synthesis import build_investigation, metrics_ranking, rank_suspects
 from tracehound.store import TelemetryStore
+
+if TYPE_CHECKING:
+    from tracehound.llm.config import LLMConfig
+    from tracehound.llm.session import LLMSession
+    from tracehound.rclagent.llm_reasoner import HybridReasoner, LLMReasoner
+
+#: The values of the ``reasoner`` parameter.
+REASONERS = ("rule", "llm", "hybrid")
 
 
 class RclAgentMethod(Method):
@@ -66,6 +92,13 @@ class RclAgentMethod(Method):
         use_logs: bool = True,
         use_metrics: bool = True,
         workers: int = 4,
+        reasoner: str = "rule",
+        llm: str | None = None,
+        llm_model: str | None = None,
+        llm_config: str | None = None,
+        llm_record: str | None = None,
+        llm_replay: str | None = None,
+        llm_max_calls: int | None = None,
     ) -> None:
         self.max_requests = max_requests
         self.max_depth = max_depth
@@ -73,6 +106,13 @@ class RclAgentMethod(Method):
         self.use_logs = use_logs
         self.use_metrics = use_metrics
         self.workers = workers
+        self.reasoner = reasoner
+        self.llm = llm
+        self.llm_model = llm_model
+        self.llm_config = llm_config
+        self.llm_record = llm_record
+        self.llm_replay = llm_replay
+        self.llm_max_calls = llm_max_calls
 
     def localize(self, incident: Incident, store: TelemetryStore) -> Ranking:
         return self.investigate(incident, store).ranking
@@ -80,15 +120,28 @@ class RclAgentMethod(Method):
     def investigate(self, incident: Incident, store: TelemetryStore) -> Investigation:
         """Run the whole pipeline and explain the answer."""
         started = time.perf_counter()
+        kind = self._reasoner_kind()
         self.check_inputs(incident, store)
-        ctx = new_context(incident, store, use_logs=self.use_logs, use_metrics=self.use_metrics)
-        ledger = EvidenceLedger()
-        present = set(store.modalities())
         weights = RuleWeights()
         if self.single_request:
             weights = replace(weights, edge_delay=0.0, silence=0.0)
-        reasoner = RuleReasoner(weights)
+        rules = RuleReasoner(weights)
+        if kind == "rule":
+            return self._run(incident, store, rules, started)
+        with self._llm_session() as session:
+            reasoner = self._model_reasoner(kind, session, rules)
+            result = self._run(incident, store, reasoner, started)
+            llm_stats = {**session.stats(), **reasoner.llm_stats()}
+        return result.model_copy(update={"stats": {**result.stats, "llm": llm_stats}})
+
+    def _run(
+        self, incident: Incident, store: TelemetryStore, reasoner: Reasoner, started: float
+    ) -> Investigation:
+        ctx = new_context(incident, store, use_logs=self.use_logs, use_metrics=self.use_metrics)
+        ledger = EvidenceLedger()
+        present = set(store.modalities())
         analyses: list[RequestAnalysis] = []
+        suspects: list[SuspectScore] = []
         if "traces" in present:
             limit = 1 if self.single_request else max(1, self.max_requests)
             requests = select_requests(store, ctx, limit)
@@ -109,7 +162,6 @@ class RclAgentMethod(Method):
             ranking = rank_suspects(suspects, ctx)
         else:
             fill_context(store, ctx, [])
-            suspects = []
             ranking = metrics_ranking(store, ctx, ledger)
         modalities = [
             m
@@ -138,6 +190,60 @@ class RclAgentMethod(Method):
             stats=stats,
         )
 
+    def _reasoner_kind(self) -> str:
+        """The ``reasoner`` parameter, checked."""
+        if self.reasoner not in REASONERS:
+            raise BadInput(
+                f"rclagent has no reasoner {self.reasoner!r}",
+                column="reasoner",
+                expected=", ".join(REASONERS),
+                hint="Choose one with --reasoner (or --param reasoner=NAME).",
+            )
+        return self.reasoner
+
+    @contextmanager
+    def _llm_session(self) -> Iterator[LLMSession]:
+        """An LLM session from the parameters (as flags), the environment and the config
+        file; with ``llm="local"`` inside a running local model server, with the settings
+        that server needs (see `_local_config`)."""
+        from tracehound.llm.config import resolve_config
+        from tracehound.llm.session import open_session
+
+        flags: dict[str, Any] = {
+            "model": self.llm_model,
+            "record": self.llm_record,
+            "replay": self.llm_replay,
+            "max_calls": self.llm_max_calls,
+        }
+        local = self.llm == "local"
+        if self.llm is not None and not local:
+            flags["base_url"] = self.llm
+        with ExitStack() as stack:
+            if local:
+                flags.update(_local_flags(self.llm_model))
+                if not self.llm_replay:
+                    from tracehound.llm.local import local_server
+
+                    flags["base_url"] = stack.enter_context(local_server())
+            config = resolve_config(flags, config_path=self.llm_config)
+            if local:
+                config = _local_config(config)
+            session = open_session(config)
+            stack.callback(session.close)
+            yield session
+
+    def _model_reasoner(
+        self, kind: str, session: LLMSession, rules: RuleReasoner
+    ) -> LLMReasoner | HybridReasoner:
+        """The reasoner `kind` names, on `session`, falling back to `rules`."""
+        from tracehound.rclagent.llm_reasoner import EACH, HybridReasoner, LLMReasoner
+
+        # the packaged local model ignores tools unless one is forced (`llm.local`)
+        tool_choice = EACH if self.llm == "local" else "auto"
+        if kind == "hybrid":
+            return HybridReasoner(session, rules, tool_choice=tool_choice)
+        return LLMReasoner(session, rules, tool_choice=tool_choice)
+
 
 def _badness(ctx: IncidentContext) -> Callable[[SpanRow], float]:
     """How bad a span looks before agents run: its novel warning/error lines."""
@@ -147,3 +253,26 @@ def _badness(ctx: IncidentContext) -> Callable[[SpanRow], float]:
         return sum(line.novelty for line in lines if line.level != "info")
 
     return score
+
+
+#: `max_tokens` per call for the packaged local model unless configured otherwise: its
+#: answers are short JSON objects, and a rambling answer at a few dozen tokens a second
+#: would cost seconds per agent.
+LOCAL_MAX_TOKENS = 192
+
+
+def _local_flags(model: str | None) -> dict[str, Any]:
+    """LLM flags for the packaged local model (`llm.local`): the OpenAI-compatible
+    backend, the model alias, and the JSON mode llama.cpp's server accepts."""
+    from tracehound.llm.local import JSON_MODE, MODEL_ALIAS
+
+    return {"backend": "openai", "model": model or MODEL_ALIAS, "json_mode": JSON_MODE}
+
+
+def _local_config(config: LLMConfig) -> LLMConfig:
+    """`config` with `LOCAL_MAX_TOKENS` when `max_tokens` was left at its default."""
+    from tracehound.llm.config import LLMConfig
+
+    if config.max_tokens == LLMConfig().max_tokens:
+        return replace(config, max_tokens=LOCAL_MAX_TOKENS)
+    return config

@@ -3,9 +3,10 @@
 A reasoner verifies one span from its tools (`verify`), consolidates a span's finding
 with its children's reports (`consolidate`), and turns the root reports of every analysed
 request into scores per suspect (`synthesize`). `rules.RuleReasoner` is the deterministic
-default; an LLM reasoner implements the same three methods. Its `verify` fills
-`SpanFinding.signals` from its own answer (or from the tool results it was shown), so
-consolidation and synthesis work the same whichever reasoner produced the finding.
+default; `llm_reasoner.LLMReasoner` and `llm_reasoner.HybridReasoner` implement the same
+three methods. Their `verify` keeps `SpanFinding.signals` grounded in the tool results
+(the model's verdict can only switch evidence off), so consolidation and synthesis work
+the same whichever reasoner produced the finding; `source` says which one did.
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ class SpanFinding:
     caller: SpanRow | None
     finding: Finding
     signals: Signals
+    #: who wrote the finding when a model took part: "llm", "rule" (screened out by the
+    #: hybrid reasoner) or "rule (fallback: <reason>)"; None for the plain rule reasoner
+    source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +131,8 @@ class LocalReport:
     #: spans in the subtree whose usual log lines went silent: instance -> (service,
     #: instance, node key, silence strength), the strongest per instance
     silent: dict[str, tuple[str, str, str, float]] = field(default_factory=dict)
+    #: who consolidated it when a model took part (see `SpanFinding.source`)
+    source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -297,7 +297,8 @@ def _path(analyses: list[RequestAnalysis], trace_id: str, key: str) -> list[Path
         steps = []
         for node_key in analysis.graph.path_to(key):
             node = analysis.graph.nodes[node_key]
-            finding = analysis.findings[node_key].finding
+            span_finding = analysis.findings[node_key]
+            finding = span_finding.finding
             steps.append(
                 PathStep(
                     span_id=node.span.span_id,
@@ -306,6 +307,7 @@ def _path(analyses: list[RequestAnalysis], trace_id: str, key: str) -> list[Path
                     operation=node.span.operation,
                     note="; ".join(finding.symptoms) or finding.hypothesis,
                     evidence=[f"finding:{trace_id}:{node_key}"],
+                    source=span_finding.source,
                 )
             )
         return steps

@@ -29,7 +29,8 @@ def source_text(evidence: Evidence, graph: EvidenceGraph | None = None) -> str:
     """Where an evidence item comes from: its tool call and/or its table and row keys.
 
     An item with neither (a finding that only summarises other evidence) names the items
-    it links to in the graph instead.
+    it links to in the graph instead. A finding a model took part in starts with who
+    concluded it (``by llm``, ``by rule (fallback: …)``).
     """
     parts: list[str] = []
     if evidence.tool:
@@ -46,6 +47,8 @@ def source_text(evidence: Evidence, graph: EvidenceGraph | None = None) -> str:
             parts.append("based on " + ", ".join(based_on))
         if feeds:
             parts.append("feeds " + ", ".join(feeds))
+    if evidence.source:
+        parts.insert(0, f"by {evidence.source}")
     return " · ".join(parts) if parts else "no source recorded"
 
 

@@ -60,9 +60,63 @@ def modalities_text(investigation: Investigation) -> str:
 
 
 def stat_rows(stats: dict[str, Any]) -> list[tuple[str, str]]:
-    """(label, value) pairs: the standard stats first, then any others by name."""
-    ordered = [k for k in STAT_LABELS if k in stats] + [k for k in stats if k not in STAT_LABELS]
-    return [(STAT_LABELS.get(k, k.replace("_", " ")), _stat_value(k, stats[k])) for k in ordered]
+    """(label, value) pairs: the standard stats first, then any others by name; the LLM
+    accounting (`stats.llm`) as the summary lines of `llm_rows`, last."""
+    ordered = [k for k in STAT_LABELS if k in stats] + [
+        k for k in stats if k not in STAT_LABELS and k != "llm"
+    ]
+    rows = [(STAT_LABELS.get(k, k.replace("_", " ")), _stat_value(k, stats[k])) for k in ordered]
+    llm = stats.get("llm")
+    if isinstance(llm, dict):
+        rows.extend(llm_rows(llm))
+    return rows
+
+
+#: Ambiguous spans a report lists by name at most (the JSON report has them all).
+LISTED_SPANS = 10
+
+
+def llm_rows(llm: dict[str, Any]) -> list[tuple[str, str]]:
+    """The LLM accounting in a line, e.g. ``37 calls, 41,200 prompt + 3,100 completion
+    tokens, 52.1 s, 30 agents answered by the model, 4 fallbacks (smollm2)``; the hybrid
+    reasoner's ambiguous spans on a second line."""
+    parts = [
+        f"{_count(llm.get('calls'))} calls",
+        f"{_count(llm.get('prompt_tokens'))} prompt + "
+        f"{_count(llm.get('completion_tokens'))} completion tokens",
+        f"{float(llm.get('wall_time_s') or 0.0):.1f} s",
+    ]
+    cost = llm.get("cost_usd")
+    if isinstance(cost, int | float) and cost > 0:
+        parts.append(f"${cost:.4f}")
+    if "agents_llm" in llm:
+        parts.append(f"{_count(llm.get('agents_llm'))} agents answered by the model")
+    fallbacks = llm.get("agents_fallback")
+    parts.append(f"{_count(fallbacks)} fallback{'' if fallbacks == 1 else 's'}")
+    line = ", ".join(parts)
+    if llm.get("budget_exhausted"):
+        line += ", budget exhausted"
+    model = llm.get("model")
+    if model:
+        line += f" ({model})"
+    reasoner = llm.get("reasoner")
+    rows = [(f"LLM ({reasoner})" if reasoner else "LLM", line)]
+    spans = llm.get("ambiguous_spans")
+    if isinstance(spans, list):
+        listed = ", ".join(str(s) for s in spans[:LISTED_SPANS]) or "none"
+        more = len(spans) - LISTED_SPANS
+        rows.append(
+            (
+                "ambiguous spans",
+                f"{len(spans)} sent to the model: {listed}"
+                + (f", … {more} more" if more > 0 else ""),
+            )
+        )
+    return rows
+
+
+def _count(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else "0"
 
 
 def _stat_value(key: str, value: Any) -> str:
@@ -75,6 +129,11 @@ def _stat_value(key: str, value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, default=str, sort_keys=True)
     return str(value)
+
+
+def source_note(source: str | None) -> str:
+    """`` (llm)`` after a finding's text when a model took part, else nothing."""
+    return f" ({source})" if source else ""
 
 
 def score_text(score: float) -> str:

@@ -145,6 +145,7 @@ def _path(investigation: Investigation, known: set[str]) -> str:
             f"<li{css}><b>{_e(where)}</b> <code>{_e(step.operation)}</code> "
             f'<span class="span">span {_e(step.span_id)}</span>'
             + (f" — {_e(step.note)}" if step.note else "")
+            + (f' <span class="source">({_e(step.source)})</span>' if step.source else "")
             + _cite(step.evidence, known)
             + "</li>"
         )
@@ -235,7 +236,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}
 .run th{width:12rem;color:#666;font-weight:normal}
 .ids{color:#1f77b4;white-space:nowrap}.ids a{color:inherit}
 .none{color:#777;font-style:italic}
-.path li{margin:.2rem 0}.path li.cause b{color:#d62728}.span{color:#777}
+.path li{margin:.2rem 0}.source{color:#7b61ff}.path li.cause b{color:#d62728}.span{color:#777}
 #graph{height:520px;border:1px solid #ddd;background:#fff}
 .legend{margin:.3rem 0 .6rem}.key{margin-right:1rem;white-space:nowrap}
 .key i{display:inline-block;width:.8rem;height:.8rem;border-radius:50%;margin-right:.3rem;

@@ -3,7 +3,10 @@
 Keys: `version`, `method`, `incident`, `ranking` (services, then instances, then spans,
 each `{kind, name, score, reason}`), `root_cause`, `fault_type`, `path`, `alternatives`,
 `supporting`, `contradicting`, `evidence_graph` (`nodes`, `edges`), `modalities`, `stats`.
-Non-finite numbers become null so that the output is strict JSON.
+Non-finite numbers become null so that the output is strict JSON. When a model took part
+in the investigation (`--reasoner llm` or `hybrid`), path steps and the evidence graph's
+finding and report nodes carry `source` ("llm", "rule" or "rule (fallback: <reason>)"),
+and `stats.llm` holds the LLM accounting; otherwise `source` is left out.
 """
 
 from __future__ import annotations
@@ -28,16 +31,25 @@ def report_object(investigation: Investigation) -> dict[str, Any]:
         "ranking": [c.model_dump(mode="json") for c in candidates],
         "root_cause": root.model_dump(mode="json") if root is not None else None,
         "fault_type": investigation.fault_type,
-        "path": [step.model_dump(mode="json") for step in investigation.path],
+        "path": [step.model_dump(mode="json", exclude_none=True) for step in investigation.path],
         "alternatives": [alt.model_dump(mode="json") for alt in investigation.alternatives],
         "supporting": list(investigation.supporting),
         "contradicting": list(investigation.contradicting),
-        "evidence_graph": investigation.evidence_graph.model_dump(mode="json"),
+        "evidence_graph": _graph(investigation),
         "modalities": list(investigation.modalities),
         "stats": dict(investigation.stats),
     }
     finite: dict[str, Any] = _finite(data)
     return finite
+
+
+def _graph(investigation: Investigation) -> dict[str, Any]:
+    """The evidence graph; a node's `source` only where one is recorded."""
+    graph: dict[str, Any] = investigation.evidence_graph.model_dump(mode="json")
+    for node in graph["nodes"]:
+        if node.get("source") is None:
+            node.pop("source", None)
+    return graph
 
 
 def _finite(value: Any) -> Any:

@@ -18,6 +18,7 @@ from tracehound.report.facts import (
     fault_type_text,
     modalities_text,
     score_text,
+    source_note,
     stat_rows,
 )
 from tracehound.report.text import TOP_ALTERNATIVES
@@ -101,7 +102,8 @@ def _path(investigation: Investigation) -> str:
         where = code(step.instance)
         if not step.instance.startswith(step.service):
             where = f"{code(step.service)} / {where}"
-        note = f" — {escape(step.note)}" if step.note else ""
+        text = (step.note + source_note(step.source)).strip()
+        note = f" — {escape(text)}" if text else ""
         lines.append(
             f"{index}. {where} {code(step.operation)} (span {code(step.span_id)})"
             f"{note}{_ids(step.evidence)}"

@@ -28,6 +28,7 @@ from tracehound.report.facts import (
     fault_type_text,
     modalities_text,
     score_text,
+    source_note,
     stat_rows,
 )
 
@@ -151,7 +152,7 @@ def _path(path: list[PathStep]) -> RenderableType:
             f"{index + 1}{marker}",
             Text(_where(step), style="bold red" if index == last else ""),
             Text(f"{step.operation} ({step.span_id})"),
-            _claim(step.note, step.evidence),
+            _claim((step.note + source_note(step.source)).strip(), step.evidence),
         )
     return table
 
