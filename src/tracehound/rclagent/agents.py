@@ -9,12 +9,19 @@ database cursor crosses threads.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 from tracehound.rclagent.graph import SpanRow, TraceGraph
 from tracehound.rclagent.reasoner import LocalReport, Reasoner, SpanContext, SpanFinding, Toolbox
 from tracehound.rclagent.select import SelectedRequest
+
+J = TypeVar("J")
+R = TypeVar("R")
+#: Chunks of agents per worker thread (see `_map`).
+CHUNKS_PER_WORKER = 4
 
 
 @dataclass
@@ -44,7 +51,7 @@ def run_agents(
             for index, (_, graph) in enumerate(requests)
             for key, node in graph.nodes.items()
         ]
-        verified = list(pool.map(lambda job: reasoner.verify(job[2], toolbox), jobs))
+        verified = _map(pool, workers, lambda job: reasoner.verify(job[2], toolbox), jobs)
         findings: list[dict[str, SpanFinding]] = [{} for _ in requests]
         for (index, key, _), finding in zip(jobs, verified, strict=True):
             findings[index][key] = finding
@@ -56,11 +63,24 @@ def run_agents(
                     (findings[index][key], [reports[c] for c in graph.nodes[key].children])
                     for key in level
                 ]
-                merged = pool.map(lambda job: reasoner.consolidate(*job), jobs_2)
+                merged = _map(pool, workers, lambda job: reasoner.consolidate(*job), jobs_2)
                 reports.update(zip(level, merged, strict=True))
             _record(toolbox, graph, findings[index], reports)
             analyses.append(RequestAnalysis(request, graph, findings[index], reports))
     return analyses
+
+
+def _map(pool: ThreadPoolExecutor, workers: int, fn: Callable[[J], R], items: list[J]) -> list[R]:
+    """`fn` over `items` on the pool, in order, a few chunks per worker.
+
+    Thousands of cheap rule agents would spend more time in one future each than in
+    their work; chunks keep the agents concurrent (slow LLM agents overlap) at a fraction
+    of the overhead.
+    """
+    size = max(1, -(-len(items) // (max(1, workers) * CHUNKS_PER_WORKER)))
+    chunks = [items[i : i + size] for i in range(0, len(items), size)]
+    done = pool.map(lambda chunk: [fn(item) for item in chunk], chunks)
+    return [result for chunk in done for result in chunk]
 
 
 def _caller(graph: TraceGraph, key: str) -> SpanRow | None:
