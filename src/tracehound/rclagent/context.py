@@ -128,6 +128,9 @@ class IncidentContext:
     #: templates each (instance, operation) wrote in most of its baseline spans and now
     #: writes less often, with the drop in per-span share
     usual_templates: dict[tuple[str, str], list[tuple[str, float]]] = field(default_factory=dict)
+    #: incident-wide silenced lines (instance, operation, template, strength), computed
+    #: once by `wide_silence` for request selection and incident-wide evidence
+    wide_silence: list[tuple[str, str, str, float]] | None = None
     #: spans each instance started in the incident and baseline windows
     activity: dict[str, tuple[int, int]] = field(default_factory=dict)
     instance_metrics: dict[str, list[MetricShift]] = field(default_factory=dict)
@@ -314,3 +317,26 @@ def novelty_params(ctx: IncidentContext) -> list[Any]:
         ratio,
         1 if ctx.has_normal else 0,
     ]
+
+
+def wide_silence(store: TelemetryStore, ctx: IncidentContext) -> list[tuple[str, str, str, float]]:
+    """Silenced lines of every operation (`silence_cte` at `SILENCE_Z_WIDE`), cached on ctx.
+
+    Empty without a separate normal window or without logs.
+    """
+    if ctx.wide_silence is None:
+        ctx.wide_silence = []
+        if ctx.use_logs and ctx.has_normal:
+            found = rows(
+                store,
+                f"""
+                WITH {silence_cte("sil")}
+                SELECT instance, operation, tpl, strength FROM sil
+                ORDER BY instance, operation, tpl
+                """,
+                silence_params(ctx, SILENCE_Z_WIDE),
+            )
+            ctx.wide_silence = [
+                (r["instance"], r["operation"], r["tpl"], float(r["strength"])) for r in found
+            ]
+    return ctx.wide_silence

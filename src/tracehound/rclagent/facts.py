@@ -16,7 +16,6 @@ from tracehound.rclagent.context import (
     LEVEL_SQL,
     NS_PER_MS,
     SILENCE_Z_SPAN,
-    SILENCE_Z_WIDE,
     TEMPLATE_SQL,
     WARN_SHARE,
     EdgeBaseline,
@@ -31,6 +30,7 @@ from tracehound.rclagent.context import (
     rows,
     silence_cte,
     silence_params,
+    wide_silence,
 )
 from tracehound.store import TelemetryStore
 
@@ -246,18 +246,9 @@ def _instance_evidence(store: TelemetryStore, ctx: IncidentContext) -> None:
     if ctx.use_logs:
         own, named = _novel_lines(store, ctx)
         errors.update(own)
-        if ctx.has_normal:
-            for r in rows(
-                store,
-                f"""
-                WITH {silence_cte("sil")}
-                SELECT instance, max(strength) AS s,
-                       arg_max(operation || ': ' || tpl, strength) AS tpl
-                FROM sil GROUP BY instance
-                """,
-                silence_params(ctx, SILENCE_Z_WIDE),
-            ):
-                silence[r["instance"]] = (float(r["s"]), r["tpl"])
+        for instance, operation, tpl, strength in wide_silence(store, ctx):
+            if strength > silence.get(instance, (0.0, ""))[0]:
+                silence[instance] = (strength, f"{operation}: {tpl}")
     blamed = named if ctx.use_logs else {}
     vanished = _vanished(ctx)
     if vanished:

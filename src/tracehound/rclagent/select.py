@@ -22,15 +22,13 @@ from dataclasses import dataclass
 from tracehound.rclagent.context import (
     LEVEL_SQL,
     NS_PER_MS,
-    SILENCE_Z_WIDE,
     TEMPLATE_SQL,
     WARN_SHARE,
     IncidentContext,
     novelty_cte,
     novelty_params,
     rows,
-    silence_cte,
-    silence_params,
+    wide_silence,
 )
 from tracehound.store import TelemetryStore
 
@@ -124,24 +122,30 @@ def _scored_roots(store: TelemetryStore, ctx: IncidentContext) -> list[_Root]:
         if ctx.use_logs
         else "tl AS (SELECT NULL::VARCHAR AS trace_id, 0.0 AS w, NULL::VARCHAR AS sig),"
     )
-    silent = ctx.use_logs and ctx.has_normal
+    silenced = wide_silence(store, ctx)
     silence_sql = (
-        f"""{silence_cte("sil")},
+        f"""d AS (SELECT unnest(?) AS instance, unnest(?) AS operation, unnest(?) AS tpl,
+                         unnest(?) AS strength),
+        ssp AS (SELECT trace_id, span_id, instance, operation FROM spans
+                WHERE trace_id IN (SELECT trace_id FROM r)
+                  AND (instance, operation) IN (SELECT instance, operation FROM d)),
+        sbl AS (SELECT DISTINCT trace_id, span_id, {TEMPLATE_SQL} AS tpl FROM logs
+                WHERE (trace_id, span_id) IN (SELECT trace_id, span_id FROM ssp)
+                  AND {LEVEL_SQL} = 'info'),
         ts AS (
           SELECT s.trace_id, sum(d.strength) AS silence,
                  arg_max(s.instance || ': silent ' || d.tpl, d.strength) AS sig
-          FROM sil_sp s JOIN sil d USING (instance, operation)
-          LEFT JOIN sil_bl bl
+          FROM ssp s JOIN d USING (instance, operation)
+          LEFT JOIN sbl bl
             ON bl.trace_id = s.trace_id AND bl.span_id = s.span_id AND bl.tpl = d.tpl
-          WHERE s.win = 'i' AND bl.tpl IS NULL
-            AND s.trace_id IN (SELECT trace_id FROM r)
+          WHERE bl.tpl IS NULL
           GROUP BY s.trace_id),"""
-        if silent
+        if silenced
         else "ts AS (SELECT NULL::VARCHAR AS trace_id, 0.0 AS silence, NULL::VARCHAR AS sig),"
     )
     params: list[object] = [w.start_ns, w.end_ns]
     params += novelty_params(ctx) if ctx.use_logs else []
-    params += silence_params(ctx, SILENCE_Z_WIDE) if silent else []
+    params += [list(column) for column in zip(*silenced, strict=True)] if silenced else []
     params += [b.start_ns, b.end_ns]
     found = rows(
         store,
