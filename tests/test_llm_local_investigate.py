@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -34,7 +33,6 @@ pytestmark = [
 
 def test_investigate_with_the_local_model(tmp_path: Path) -> None:
     bundle = write_bundle(tiny_incident(), tmp_path / "tiny-0001")
-    started = time.perf_counter()
     result = run_cli(
         "investigate",
         str(bundle),
@@ -43,16 +41,14 @@ def test_investigate_with_the_local_model(tmp_path: Path) -> None:
         "--llm",
         "local",
         "--llm-max-calls",
-        "40",
+        "12",
         "--format",
         "json",
     )
-    elapsed = time.perf_counter() - started
     assert result.returncode == 0, result.stderr
-    assert elapsed < 90
     data = json.loads(result.stdout)
     llm = data["stats"]["llm"]
-    assert 0 < llm["calls"] <= 40
+    assert 0 < llm["calls"] <= 12
     assert llm["prompt_tokens"] > 0
     assert llm["completion_tokens"] > 0
     assert llm["wall_time_s"] > 0
