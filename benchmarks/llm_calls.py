@@ -2,7 +2,7 @@
 
 Usage:
     python benchmarks/llm_calls.py PATH [--reasoner hybrid --reasoner llm] [--llm local]
-        [--max-calls N] [--limit N] [--json FILE]
+        [--max-calls N] [--skip N] [--limit N] [--json FILE]
 
 For each incident of the dataset at PATH and each reasoner: load it, build a store, run
 `RclAgentMethod(reasoner=..., llm=..., llm_max_calls=...).investigate` and record
@@ -54,12 +54,14 @@ def main() -> None:
     parser.add_argument("--reasoner", action="append", choices=["llm", "hybrid"])
     parser.add_argument("--llm", default="local", help="'local' or a base URL")
     parser.add_argument("--max-calls", type=int, default=None, help="call budget (llm_max_calls)")
+    parser.add_argument("--skip", type=int, default=0, help="leave out the first N incidents")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--json", default=None, help="write every row to this file")
     args = parser.parse_args()
     reasoners = args.reasoner or ["hybrid", "llm"]
     dataset = open_dataset(args.path)
-    incidents = dataset.incidents()[: args.limit] if args.limit else dataset.incidents()
+    incidents = dataset.incidents()[args.skip :]
+    incidents = incidents[: args.limit] if args.limit else incidents
     rows: list[dict[str, Any]] = []
     with ExitStack() as stack:
         llm = args.llm
