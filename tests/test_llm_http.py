@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from tracehound.errors import LLMError
 from tracehound.llm.openai_http import OpenAIBackend
 from tracehound.llm.session import LLMSession
-from tracehound.llm.types import Message, Request, ToolCall, ToolSpec, Usage
+from tracehound.llm.types import Completion, Message, Request, ToolCall, ToolSpec, Usage
 
 
 @dataclass
@@ -73,6 +73,14 @@ class ScriptedServer:
             self.headers.append(headers)
             self.bodies.append(body)
             return self.script[min(len(self.bodies), len(self.script)) - 1]
+
+    def complete_once(self, **options: Any) -> Completion:
+        """One `ask()` through a fresh backend built with `options`, closed afterwards."""
+        backend = self.backend(**options)
+        try:
+            return backend.complete(ask())
+        finally:
+            backend.close()
 
     def backend(self, **options: Any) -> OpenAIBackend:
         settings: dict[str, Any] = {
@@ -139,11 +147,7 @@ TOOLS = (
 
 
 def test_plain_call_sends_model_max_tokens_and_temperature(server: ScriptedServer) -> None:
-    backend = server.backend(api_key="sk-test")
-    try:
-        completion = backend.complete(ask())
-    finally:
-        backend.close()
+    completion = server.complete_once(api_key="sk-test")
     assert completion.content == "hi"
     assert completion.usage == Usage(7, 3)
     assert completion.model == "served-model"
@@ -162,11 +166,7 @@ def test_plain_call_sends_model_max_tokens_and_temperature(server: ScriptedServe
 
 def test_429_with_retry_after_then_success(server: ScriptedServer) -> None:
     server.script = [Reply(429, {"error": {"message": "slow down"}}, {"Retry-After": "0"}), ok()]
-    backend = server.backend()
-    try:
-        completion = backend.complete(ask())
-    finally:
-        backend.close()
+    completion = server.complete_once()
     assert completion.content == "hi"
     assert len(server.bodies) == 2
 
@@ -201,22 +201,14 @@ def test_500_every_time_fails_after_max_retries_plus_one(server: ScriptedServer)
 
 def test_timeout_then_success(server: ScriptedServer) -> None:
     server.script = [Reply(body=ok("late").body, delay_s=30.0), ok("on time")]
-    backend = server.backend(timeout_s=0.3)
-    try:
-        completion = backend.complete(ask())
-    finally:
-        backend.close()
+    completion = server.complete_once(timeout_s=0.3)
     assert completion.content == "on time"
     assert len(server.bodies) == 2
 
 
 def test_invalid_json_body_is_retried_like_a_5xx(server: ScriptedServer) -> None:
     server.script = [Reply(200, "<html>proxy error</html>"), ok("fine")]
-    backend = server.backend()
-    try:
-        completion = backend.complete(ask())
-    finally:
-        backend.close()
+    completion = server.complete_once()
     assert completion.content == "fine"
     assert len(server.bodies) == 2
 
