@@ -17,6 +17,7 @@ import pyarrow as pa
 
 from tracehound.bundle import read_bundle
 from tracehound.errors import BadInput
+from tracehound.logkeys import DERIVED_LOG_COLUMNS
 from tracehound.model import IncidentData, Window
 from tracehound.tables import SCHEMAS, TABLE_NAMES, TableName, conform
 
@@ -35,9 +36,20 @@ def relation_to_arrow(relation: duckdb.DuckDBPyRelation) -> pa.Table:
     return table
 
 
+#: Internal columns a table holds besides its canonical ones, each computed from the row
+#: on insert (see `logkeys`); queries name canonical columns when they return rows.
+_DERIVED: dict[TableName, dict[str, str]] = {"logs": DERIVED_LOG_COLUMNS}
+
+
 def _create_sql(name: TableName) -> str:
-    columns = ", ".join(f"{f.name} {_SQL_TYPES[f.type]}" for f in SCHEMAS[name])
-    return f"CREATE TABLE IF NOT EXISTS {name} ({columns})"
+    columns = [f"{f.name} {_SQL_TYPES[f.type]}" for f in SCHEMAS[name]]
+    columns += [f"{column} VARCHAR" for column in _DERIVED.get(name, {})]
+    return f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(columns)})"
+
+
+def columns_sql(name: TableName) -> str:
+    """The canonical columns of a table, comma-separated, for `SELECT` lists."""
+    return ", ".join(SCHEMAS[name].names)
 
 
 class TelemetryStore:
@@ -53,9 +65,16 @@ class TelemetryStore:
             self.con = duckdb.connect(target, read_only=read_only)
         except duckdb.Error as exc:
             raise BadInput(f"cannot open store ({exc})", file=target) from exc
+        self.read_only = read_only
         if not read_only:
             for name in TABLE_NAMES:
                 self.con.execute(_create_sql(name))
+                for column in _DERIVED.get(name, {}):
+                    # stores written before a derived column existed gain it (filled by
+                    # `derive`)
+                    self.con.execute(
+                        f"ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {column} VARCHAR"
+                    )
             for statement in _INDEXES:
                 self.con.execute(statement)
 
@@ -97,11 +116,22 @@ class TelemetryStore:
     def add_table(self, name: TableName, table: pa.Table) -> None:
         """Append rows to one table after validating them."""
         canonical = conform(table, name, f"{name} table").select(SCHEMAS[name].names)
+        derived = "".join(f", {sql} AS {column}" for column, sql in _DERIVED.get(name, {}).items())
         self.con.register("_incoming", canonical)
         try:
-            self.con.execute(f"INSERT INTO {name} SELECT * FROM _incoming")
+            self.con.execute(f"INSERT INTO {name} BY NAME SELECT *{derived} FROM _incoming")
         finally:
             self.con.unregister("_incoming")
+
+    def derive(self) -> None:
+        """Compute the derived columns of rows that arrived without them (rows another
+        writer appended with plain SQL). A no-op on a read-only store."""
+        if self.read_only:
+            return
+        for name, derived in _DERIVED.items():
+            first = next(iter(derived))
+            assignments = ", ".join(f"{column} = {sql}" for column, sql in derived.items())
+            self.con.execute(f"UPDATE {name} SET {assignments} WHERE {first} IS NULL")
 
     # -- generic -------------------------------------------------------------------
 
@@ -213,7 +243,8 @@ class TelemetryStore:
         Levels compare case-insensitively. Rows linked to `trace_id`/`span_id` are
         returned when those are given (both must match when both are given).
         """
-        sql = "SELECT * FROM logs WHERE instance = ? AND ts_ns >= ? AND ts_ns < ?"
+        sql = f"SELECT {columns_sql('logs')} FROM logs WHERE instance = ? "
+        sql += "AND ts_ns >= ? AND ts_ns < ?"
         params: list[Any] = [instance, start_ns, end_ns]
         if levels:
             sql += " AND upper(level) IN (SELECT unnest(?))"
@@ -232,7 +263,8 @@ class TelemetryStore:
     def span_logs(self, trace_id: str, span_id: str) -> pa.Table:
         """Log rows linked to one span by trace and span id."""
         return self.query(
-            "SELECT * FROM logs WHERE trace_id = ? AND span_id = ? ORDER BY ts_ns",
+            f"SELECT {columns_sql('logs')} FROM logs WHERE trace_id = ? AND span_id = ? "
+            "ORDER BY ts_ns",
             [trace_id, span_id],
         )
 

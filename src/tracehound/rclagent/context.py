@@ -22,26 +22,9 @@ from tracehound.store import TelemetryStore
 
 NS_PER_MS = 1_000_000.0
 
-#: Levels read as errors and as warnings (case-insensitive); anything else is chatter.
-ERROR_LEVELS = ("ERROR", "FATAL", "CRITICAL", "SEVERE", "EMERG", "ALERT", "PANIC")
-WARN_LEVELS = ("WARN", "WARNING")
 #: Weight of a novel warning line relative to a novel error line (selection scores and
 #: incident-wide evidence).
 WARN_SHARE = 0.3
-
-#: A log template: the message with ids (hex runs, UUIDs) and free-standing numbers
-#: masked, cut to its first 96 characters (variable text such as names and values
-#: tends to come last). Numbers glued to `#` (source line markers such as ``Impl#31``)
-#: are kept, because they tell code locations apart.
-TEMPLATE_SQL = (
-    "left(regexp_replace(regexp_replace(coalesce(message, ''), "
-    "'[0-9a-fA-F]{8,}(-[0-9a-fA-F]{4,})*', '<id>', 'g'), "
-    "'([^#A-Za-z0-9_])[0-9]+([.][0-9]+)?', '\\10', 'g'), 96)"
-)
-LEVEL_SQL = (
-    "CASE WHEN upper(level) IN ({e}) THEN 'error' WHEN upper(level) IN ({w}) THEN 'warn' "
-    "ELSE 'info' END"
-).format(e=", ".join(f"'{x}'" for x in ERROR_LEVELS), w=", ".join(f"'{x}'" for x in WARN_LEVELS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,8 +162,8 @@ def novelty_cte(name: str = "nov") -> str:
     """
     return f"""
     {name}_l AS (
-      SELECT service, {TEMPLATE_SQL} AS tpl, ts_ns FROM logs
-      WHERE {LEVEL_SQL} <> 'info'),
+      SELECT service, tpl, ts_ns FROM logs
+      WHERE lvl <> 'info'),
     {name}_work AS (
       SELECT service,
              count(*) FILTER (WHERE start_ns >= ? AND start_ns < ?) AS si,
@@ -230,8 +213,8 @@ def silence_cte(name: str = "sil", scope: str | None = None) -> str:
         FROM spans) WHERE win IS NOT NULL {within if scope else ""}),
     {name}_opn AS (SELECT instance, operation, win, count(*) AS n FROM {name}_sp GROUP BY ALL),
     {name}_bl AS (
-      SELECT trace_id, span_id, {TEMPLATE_SQL} AS tpl, min(ts_ns) AS ts_ns FROM logs
-      WHERE span_id IS NOT NULL AND {LEVEL_SQL} = 'info'
+      SELECT trace_id, span_id, tpl, min(ts_ns) AS ts_ns FROM logs
+      WHERE span_id IS NOT NULL AND lvl = 'info'
         AND (trace_id, span_id) IN (SELECT trace_id, span_id FROM {name}_sp)
       GROUP BY ALL),
     {name}_pres AS (

@@ -13,10 +13,8 @@ from tracehound.methods.metric_ranking import fault_type_of
 from tracehound.methods.trace_common import windowed_spans_cte
 from tracehound.model import Incident
 from tracehound.rclagent.context import (
-    LEVEL_SQL,
     NS_PER_MS,
     SILENCE_Z_SPAN,
-    TEMPLATE_SQL,
     WARN_SHARE,
     EdgeBaseline,
     IncidentContext,
@@ -62,6 +60,7 @@ def new_context(
     incident: Incident, store: TelemetryStore, *, use_logs: bool, use_metrics: bool
 ) -> IncidentContext:
     """A context with windows and candidate names; facts are added by `fill_context`."""
+    store.derive()
     baseline, has_normal = choose_baseline(incident, store)
     modalities = set(store.modalities())
     ctx = IncidentContext(
@@ -184,7 +183,7 @@ def _span_logs(store: TelemetryStore, ctx: IncidentContext, trace_ids: list[str]
     found = store.query(
         f"""
         WITH {novelty_cte("nov")},
-        l AS (SELECT ts_ns, service, instance, {LEVEL_SQL} AS level, {TEMPLATE_SQL} AS tpl,
+        l AS (SELECT ts_ns, service, instance, lvl AS level, tpl,
                      message, trace_id, coalesce(span_id, '') AS span_id
               FROM logs WHERE trace_id IN (SELECT unnest(?)))
         SELECT l.*, CASE WHEN l.level = 'info' THEN 0.0 ELSE coalesce(nov.novelty, 1.0) END
@@ -309,9 +308,9 @@ def _novel_lines(
         f"""
         WITH {novelty_cte("nov")},
         n AS (SELECT unnest(?) AS instance, unnest(?) AS service),
-        l AS (SELECT service, instance, message, {TEMPLATE_SQL} AS tpl,
-                     CASE WHEN {LEVEL_SQL} = 'error' THEN 1.0 ELSE {WARN_SHARE} END AS share
-              FROM logs WHERE ts_ns >= ? AND ts_ns < ? AND {LEVEL_SQL} <> 'info'),
+        l AS (SELECT service, instance, message, tpl,
+                     CASE WHEN lvl = 'error' THEN 1.0 ELSE {WARN_SHARE} END AS share
+              FROM logs WHERE ts_ns >= ? AND ts_ns < ? AND lvl <> 'info'),
         e AS (SELECT row_number() OVER () AS id, l.service, l.instance, l.message, l.tpl,
                      nov.novelty * l.share AS weight
               FROM l JOIN nov USING (service, tpl) WHERE nov.novelty > 0),

@@ -20,9 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tracehound.rclagent.context import (
-    LEVEL_SQL,
     NS_PER_MS,
-    TEMPLATE_SQL,
     WARN_SHARE,
     IncidentContext,
     novelty_cte,
@@ -114,7 +112,7 @@ def _scored_roots(store: TelemetryStore, ctx: IncidentContext) -> list[_Root]:
                  sum(nov.novelty * CASE WHEN l.level = 'error' THEN 1.0 ELSE {WARN_SHARE} END)
                    AS w,
                  arg_max(l.service || ': ' || l.tpl, nov.novelty) AS sig
-          FROM (SELECT trace_id, service, {LEVEL_SQL} AS level, {TEMPLATE_SQL} AS tpl
+          FROM (SELECT trace_id, service, lvl AS level, tpl
                 FROM logs WHERE trace_id IN (SELECT trace_id FROM r)) l
           JOIN nov USING (service, tpl)
           WHERE l.level <> 'info' AND nov.novelty > 0
@@ -124,14 +122,14 @@ def _scored_roots(store: TelemetryStore, ctx: IncidentContext) -> list[_Root]:
     )
     silenced = wide_silence(store, ctx)
     silence_sql = (
-        f"""d AS (SELECT unnest(?) AS instance, unnest(?) AS operation, unnest(?) AS tpl,
+        """d AS (SELECT unnest(?) AS instance, unnest(?) AS operation, unnest(?) AS tpl,
                          unnest(?) AS strength),
         ssp AS (SELECT trace_id, span_id, instance, operation FROM spans
                 WHERE trace_id IN (SELECT trace_id FROM r)
                   AND (instance, operation) IN (SELECT instance, operation FROM d)),
-        sbl AS (SELECT DISTINCT trace_id, span_id, {TEMPLATE_SQL} AS tpl FROM logs
+        sbl AS (SELECT DISTINCT trace_id, span_id, tpl FROM logs
                 WHERE (trace_id, span_id) IN (SELECT trace_id, span_id FROM ssp)
-                  AND {LEVEL_SQL} = 'info'),
+                  AND lvl = 'info'),
         ts AS (
           SELECT s.trace_id, sum(d.strength) AS silence,
                  arg_max(s.instance || ': silent ' || d.tpl, d.strength) AS sig

@@ -26,8 +26,6 @@ from tracehound.methods.trace_common import Scored, ordered, to_candidates
 from tracehound.model import Ranking
 from tracehound.rclagent.agents import RequestAnalysis
 from tracehound.rclagent.context import (
-    LEVEL_SQL,
-    TEMPLATE_SQL,
     IncidentContext,
     novelty_cte,
     novelty_params,
@@ -184,8 +182,8 @@ def _error_logs_by_instance(store: TelemetryStore, ctx: IncidentContext) -> list
         store,
         f"""
         WITH {novelty_cte("nov")},
-        l AS (SELECT service, instance, {TEMPLATE_SQL} AS tpl FROM logs
-              WHERE ts_ns >= ? AND ts_ns < ? AND {LEVEL_SQL} = 'error')
+        l AS (SELECT service, instance, tpl FROM logs
+              WHERE ts_ns >= ? AND ts_ns < ? AND lvl = 'error')
         SELECT service, instance, sum(nov.novelty) AS w FROM l JOIN nov USING (service, tpl)
         WHERE instance <> '' GROUP BY ALL HAVING sum(nov.novelty) > 0 ORDER BY instance
         """,
