@@ -61,6 +61,7 @@ def test_incidents_ids_labels_windows(tmp_path: Path) -> None:
         "question_id": "4d51c4bf-4b0e-4f3d-897b-3f6687a7d9f2",
         "level": "2",
         "subset": "Algorithm-Generated",
+        "kind": "agent-run",
     }
     second = incidents[1].labels
     assert second is not None and second.step == 1 and isinstance(second.step, int)

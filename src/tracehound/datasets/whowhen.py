@@ -178,7 +178,8 @@ def _labels(data: dict[str, Any], path: Path) -> Labels:
 
 
 def _attributes(data: dict[str, Any], subset: str) -> dict[str, str]:
-    """The run's question and reference answer; the ground truth key changed its name."""
+    """The run's question and reference answer (the ground truth key changed its name),
+    and ``kind: agent-run``, which marks the incident as a run of agents."""
     found = {
         "question": data.get("question"),
         "ground_truth": data.get("ground_truth", data.get("groundtruth")),
@@ -187,6 +188,8 @@ def _attributes(data: dict[str, Any], subset: str) -> dict[str, str]:
     }
     attributes = {key: str(value) for key, value in found.items() if value is not None}
     attributes["subset"] = subset
+    # what rclagent recognises a run of a multi-agent system by (`rclagent.steps.run`)
+    attributes["kind"] = "agent-run"
     return attributes
 
 

@@ -65,6 +65,7 @@ from tracehound.rclagent.graph import SpanRow, build_graph, fetch_spans
 from tracehound.rclagent.reasoner import Reasoner, SuspectScore, Toolbox
 from tracehound.rclagent.rules import RuleReasoner, RuleWeights
 from tracehound.rclagent.select import select_requests
+from tracehound.rclagent.steps import StepRuleReasoner, investigate_run, is_agent_run
 from tracehound.rclagent.synthesis import build_investigation, metrics_ranking, rank_suspects
 from tracehound.store import TelemetryStore
 
@@ -99,6 +100,7 @@ class RclAgentMethod(Method):
         llm_record: str | None = None,
         llm_replay: str | None = None,
         llm_max_calls: int | None = None,
+        use_ground_truth: bool = True,
     ) -> None:
         self.max_requests = max_requests
         self.max_depth = max_depth
@@ -113,6 +115,7 @@ class RclAgentMethod(Method):
         self.llm_record = llm_record
         self.llm_replay = llm_replay
         self.llm_max_calls = llm_max_calls
+        self.use_ground_truth = use_ground_truth
 
     def localize(self, incident: Incident, store: TelemetryStore) -> Ranking:
         return self.investigate(incident, store).ranking
@@ -122,6 +125,8 @@ class RclAgentMethod(Method):
         started = time.perf_counter()
         kind = self._reasoner_kind()
         self.check_inputs(incident, store)
+        if is_agent_run(incident):
+            return self._run_steps(incident, store, kind, started)
         weights = RuleWeights()
         if self.single_request:
             weights = replace(weights, edge_delay=0.0, silence=0.0)
@@ -189,6 +194,39 @@ class RclAgentMethod(Method):
             modalities=modalities,
             stats=stats,
         )
+
+    def _run_steps(
+        self, incident: Incident, store: TelemetryStore, kind: str, started: float
+    ) -> Investigation:
+        """An agent run: step agents over the chain of steps (`rclagent.steps`)."""
+        rules = StepRuleReasoner()
+        if kind == "rule":
+            return investigate_run(
+                incident,
+                store,
+                rules,
+                method=self.name,
+                started=started,
+                use_ground_truth=self.use_ground_truth,
+                workers=self.workers,
+            )
+        from tracehound.rclagent.llm_reasoner import EACH
+        from tracehound.rclagent.steps.llm import StepHybridReasoner, StepLLMReasoner
+
+        with self._llm_session() as session:
+            model = StepHybridReasoner if kind == "hybrid" else StepLLMReasoner
+            reasoner = model(session, rules, tool_choice=EACH if self.llm == "local" else "auto")
+            result = investigate_run(
+                incident,
+                store,
+                reasoner,
+                method=self.name,
+                started=started,
+                use_ground_truth=self.use_ground_truth,
+                workers=self.workers,
+            )
+            llm_stats = {**session.stats(), **reasoner.llm_stats()}
+        return result.model_copy(update={"stats": {**result.stats, "llm": llm_stats}})
 
     def _reasoner_kind(self) -> str:
         """The ``reasoner`` parameter, checked."""

@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 from tracehound.investigation import Investigation, RootCause
+from tracehound.rclagent.steps.run import is_agent_run as is_run
 
 #: Stats every engine reports, in display order, with their labels (ARCHITECTURE §6).
 STAT_LABELS = {
@@ -35,6 +36,25 @@ def culprit_detail(root: RootCause) -> str:
     if root.span_id:
         parts.append(f"span {root.span_id}")
     return ", ".join(parts)
+
+
+def is_agent_run(investigation: Investigation) -> bool:
+    """The investigated incident is a run of agents (`rclagent.steps.run.is_agent_run`)."""
+    return is_run(investigation.incident)
+
+
+def path_title(investigation: Investigation) -> tuple[str, str]:
+    """The path section's title and its direction: an agent run's chain of steps goes from
+    the blamed step to the end of the run; a request's path from its root span to the
+    cause."""
+    if is_agent_run(investigation):
+        return "Chain of steps", "mistake → failure"
+    return "Propagation path", "root span → cause"
+
+
+def cause_index(investigation: Investigation) -> int:
+    """Where the blamed item is on the path: first on an agent run's chain, else last."""
+    return 0 if is_agent_run(investigation) else len(investigation.path) - 1
 
 
 def confidence_text(investigation: Investigation) -> str:

@@ -21,11 +21,13 @@ from tracehound.errors import TracehoundError
 from tracehound.investigation import Investigation
 from tracehound.report.evidence import source_text, statements
 from tracehound.report.facts import (
+    cause_index,
     confidence_text,
     culprit,
     culprit_detail,
     fault_type_text,
     modalities_text,
+    path_title,
     score_text,
     stat_rows,
 )
@@ -128,19 +130,20 @@ def _none(text: str) -> str:
 
 
 def _path(investigation: Investigation, known: set[str]) -> str:
-    head = "<h2>Propagation path <small>(root span → cause)</small></h2>"
+    name, direction = path_title(investigation)
+    head = f"<h2>{_e(name)} <small>({_e(direction)})</small></h2>"
     if not investigation.path:
         missing = _none("No propagation path: the method does not trace requests.")
         return f"<section>{head}{missing}</section>"
     items = []
-    last = len(investigation.path) - 1
+    cause = cause_index(investigation)
     for index, step in enumerate(investigation.path):
         where = (
             step.instance
             if step.instance.startswith(step.service)
             else (f"{step.service} / {step.instance}")
         )
-        css = ' class="cause"' if index == last else ""
+        css = ' class="cause"' if index == cause else ""
         items.append(
             f"<li{css}><b>{_e(where)}</b> <code>{_e(step.operation)}</code> "
             f'<span class="span">span {_e(step.span_id)}</span>'

@@ -17,6 +17,7 @@ from tracehound.report.facts import (
     culprit_detail,
     fault_type_text,
     modalities_text,
+    path_title,
     score_text,
     source_note,
     stat_rows,
@@ -94,7 +95,8 @@ def _root_cause(investigation: Investigation) -> str:
 
 
 def _path(investigation: Investigation) -> str:
-    title = "## Propagation path (root span → cause)"
+    name, direction = path_title(investigation)
+    title = f"## {name} ({direction})"
     if not investigation.path:
         return f"{title}\n\n_No propagation path: the method does not trace requests._"
     lines = [title, ""]

@@ -22,11 +22,13 @@ from rich.text import Text
 from tracehound.investigation import Investigation, PathStep
 from tracehound.report.evidence import cite, evidence_listing, source_text, statements
 from tracehound.report.facts import (
+    cause_index,
     confidence_text,
     culprit,
     culprit_detail,
     fault_type_text,
     modalities_text,
+    path_title,
     score_text,
     source_note,
     stat_rows,
@@ -56,8 +58,9 @@ def renderables(investigation: Investigation) -> Iterator[RenderableType]:
     yield _header(investigation)
     yield _heading("Root cause")
     yield _root_cause(investigation)
-    yield _heading("Propagation path (root span → cause)")
-    yield _path(investigation.path)
+    title, direction = path_title(investigation)
+    yield _heading(f"{title} ({direction})")
+    yield _path(investigation.path, cause_index(investigation))
     yield _heading("Alternatives (why each ranks lower)")
     yield _alternatives(investigation)
     yield _heading("Supporting evidence")
@@ -132,7 +135,7 @@ def _where(step: PathStep) -> str:
     return f"{step.service} / {step.instance}"
 
 
-def _path(path: list[PathStep]) -> RenderableType:
+def _path(path: list[PathStep], cause: int) -> RenderableType:
     if not path:
         return _none("no propagation path: the method does not trace requests")
     table = Table(
@@ -147,10 +150,10 @@ def _path(path: list[PathStep]) -> RenderableType:
     )
     last = len(path) - 1
     for index, step in enumerate(path):
-        marker = "→" if index < last else "✖"
+        marker = "✖" if index == cause else ("→" if index < last else "")
         table.add_row(
             f"{index + 1}{marker}",
-            Text(_where(step), style="bold red" if index == last else ""),
+            Text(_where(step), style="bold red" if index == cause else ""),
             Text(f"{step.operation} ({step.span_id})"),
             _claim((step.note + source_note(step.source)).strip(), step.evidence),
         )
