@@ -184,10 +184,12 @@ def test_bench_json_writes_results_chart_and_markdown(tmp_path: Path) -> None:
     assert (payload["seed"], payload["dataset"]) == (3, str(tmp_path / "sim"))
     [summary] = payload["results"]
     assert set(summary) == {
-        "method", "dataset", "n", "service", "instance", "by_fault_type", "by_system",
-        "time_s", "load_time_s", "peak_rss_mb", "errors",
+        "method", "dataset", "ground_truth", "n", "service", "instance", "span",
+        "by_fault_type", "by_system", "time_s", "load_time_s", "peak_rss_mb", "errors",
     }  # fmt: skip
     assert set(summary["service"]) == {"ac@1", "ac@3", "ac@5", "avg@5", "mrr", "n"}
+    # simulated incidents carry no step label and no reference answer
+    assert (summary["span"]["n"], summary["ground_truth"]) == (0, None)
     assert (summary["method"], summary["n"], summary["errors"]) == ("random", 3, [])
     assert list(summary["by_fault_type"]) == ["cpu", "latency", "memory"]
     assert [c["incident"] for c in payload["cases"]] == ["sim-4-0001", "sim-4-0002", "sim-4-0003"]

@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from tracehound import __version__
+from tracehound.cli_collect import collect
 from tracehound.cli_llm import llm_app
 from tracehound.errors import BadInput, TracehoundError
 
@@ -53,6 +54,7 @@ methods_app = typer.Typer(
 )
 app.add_typer(methods_app, name="methods")
 app.add_typer(llm_app, name="llm")
+app.command("collect")(collect)
 
 stdout = Console()
 stderr = Console(stderr=True)
@@ -84,7 +86,9 @@ def datasets_info(
     """Describe a dataset: its kind, incidents, fault types, systems, modalities and time span.
 
     Recognised layouts: incident bundles, Nezha (rca_data/...), RCD Sock Shop
-    (sock-shop-data/...) and Who&When (folders of agent-run JSON files).
+    (sock-shop-data/...), RCAEval (<service>_<fault>/<n>/...), Who&When (folders of
+    agent-run JSON files), and Jaeger, Zipkin, OTLP or Prometheus JSON files (or a
+    directory of them).
 
     Example: tracehound datasets info ../shared/datasets/nezha --json
     """
@@ -100,7 +104,10 @@ def datasets_info(
 
 @datasets_app.command("convert")
 def datasets_convert(
-    path: Annotated[Path, typer.Argument(help="A dataset directory in any known layout.")],
+    path: Annotated[
+        Path,
+        typer.Argument(help="A dataset directory in any known layout, or a telemetry file."),
+    ],
     out: Annotated[Path, typer.Argument(help="Directory to write one bundle per incident.")],
     fmt: Annotated[
         str, typer.Option("--format", help="Table file format: parquet or csv.")
@@ -238,19 +245,67 @@ def demo(
     seed: Annotated[int, typer.Option("--seed", help="Random seed of the simulated system.")] = 7,
     services: Annotated[int, typer.Option("--services", min=2, help="Number of services.")] = 16,
     fault: Annotated[
-        str, typer.Option("--fault", help="Fault to inject (cpu, memory, latency, network, ...).")
-    ] = "error",
+        str | None,
+        typer.Option(
+            "--fault",
+            help="Fault to inject (cpu, memory, latency, network, error, wrong_return, "
+            "unavailable); default error, or a random one with --live.",
+            show_default=False,
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Keep the simulated bundle here (default: a temp dir)."),
+        typer.Option(
+            "--out",
+            help="Keep the simulated bundle here (default: a temp dir); with --live, the "
+            "telemetry store and the processes' logs.",
+        ),
     ] = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Run the live demo system instead: a small web shop of real services "
+            "instrumented with OpenTelemetry, exporting to `tracehound collect`; inject a "
+            "fault, investigate it from the store (needs tracehound[demo]; about a minute).",
+        ),
+    ] = False,
+    service: Annotated[
+        str | None,
+        typer.Option(
+            "--service",
+            help="With --live: the shop service to inject the fault into (default random).",
+            show_default=False,
+        ),
+    ] = None,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="With --live: text, or json (the report object plus `injected`).",
+        ),
+    ] = "text",
 ) -> None:
     """Simulate one incident in a small synthetic system, investigate it with rclagent and
     print the report.
 
     The simulated bundle is kept (in a temp dir, or `--out`), so you can investigate it
     again in another format: `tracehound investigate BUNDLE --format html`.
+
+    With `--live`, run real services instead (examples/shop/README.md): they start,
+    take load, get one fault (`--fault KIND --service NAME`, random by `--seed`
+    otherwise), are investigated from the collected telemetry and are stopped again.
+
+    Example: tracehound demo --live --fault network --service inventory --format json
     """
+    if live:
+        from tracehound.shop.live_demo import live_demo_command
+
+        live_demo_command(
+            fault=fault, service=service, seed=seed, fmt=fmt, out=out, stdout=stdout, stderr=stderr
+        )
+        return
+    fault = fault or "error"
     from tracehound.bundle import read_bundle, write_bundle
     from tracehound.model import FAULT_TYPES
     from tracehound.report import print_text
@@ -414,6 +469,14 @@ def _need_reasoner(llm_params: dict[str, Any], params: dict[str, Any]) -> None:
         )
 
 
+def _has_reasoner(method: str) -> bool:
+    """Whether `method` has a `reasoner` parameter (methods that always ask a model, such
+    as the Who&When protocols, have none: LLM options need no `--reasoner` for them)."""
+    from tracehound.methods import available_methods
+
+    return "reasoner" in available_methods()[method].param_names()
+
+
 def _use_api_key(api_key: str | None) -> None:
     """Hand `--llm-api-key` to the engine through the environment (and to bench workers,
     which inherit it), so that it never becomes a method parameter."""
@@ -433,8 +496,9 @@ def _owners(methods: list[str], names: list[str]) -> list[str]:
     if not owners:
         options = ", ".join(_OPTION_OF.get(n, n) for n in names)
         raise BadInput(
-            f"{options} apply to methods with an LLM reasoner (rclagent), and no selected "
-            f"method has one (selected: {', '.join(methods)})",
+            f"{options} apply to methods with an LLM reasoner (rclagent) or that ask an LLM "
+            f"(the Who&When protocols), and no selected method takes them (selected: "
+            f"{', '.join(methods)})",
             column="--method",
         )
     return owners
@@ -485,14 +549,68 @@ Examples:
 
 With `--reasoner llm` or `hybrid`, the report marks which findings the model wrote and
 which fell back to the rules, and `stats.llm` counts calls, tokens and time.
+
+Telemetry files need no conversion: PATH may be a Jaeger, Zipkin, OTLP JSON or
+Prometheus `query_range` file, or a directory of them (one incident; its window is found
+in the data). A live store written by `tracehound collect` is read with `--store`:
+
+    tracehound investigate traces.json
+
+    tracehound investigate --store telemetry.duckdb --since 15m
+
+    tracehound investigate --store telemetry.duckdb --alert-service frontend
+
+`--since`/`--until` take a duration back from the newest data or an RFC 3339 time; without
+`--since` the window is the recent stretch whose error rate or latency departs from the
+hours before it (docs/opentelemetry.md, "Importing files").
 """
+
+
+StoreOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--store",
+        help="Investigate a store file written by `tracehound collect` instead of PATH.",
+        show_default=False,
+    ),
+]
+SinceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--since",
+        help="With --store: incident window start, a duration back from the newest data "
+        "(90s, 15m, 2h) or an RFC 3339 time; default: found in the data.",
+        show_default=False,
+    ),
+]
+UntilOption = Annotated[
+    str | None,
+    typer.Option(
+        "--until",
+        help="With --store: incident window end, as --since; default: the newest data.",
+        show_default=False,
+    ),
+]
+AlertServiceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--alert-service",
+        help="With --store: the service that raised the alert.",
+        show_default=False,
+    ),
+]
 
 
 @app.command("investigate", help=_INVESTIGATE_HELP)
 def investigate(
     path: Annotated[
-        Path, typer.Argument(help="An incident bundle or a dataset directory.", show_default=False)
-    ],
+        Path | None,
+        typer.Argument(
+            help="An incident bundle, a dataset directory, or a telemetry file (Jaeger, "
+            "Zipkin, OTLP or Prometheus JSON) or directory of them; not with --store.",
+            show_default=False,
+        ),
+    ] = None,
     incident: Annotated[
         str | None,
         typer.Option(
@@ -535,18 +653,32 @@ def investigate(
     record: RecordOption = None,
     replay: ReplayOption = None,
     llm_max_calls: LLMMaxCallsOption = None,
+    store: StoreOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    alert_service: AlertServiceOption = None,
 ) -> None:
+    from tracehound.cli_live import check_target, investigate_store
     from tracehound.report import normalize_format, print_text, render
+
+    check_target(path, incident, store, since, until, alert_service)
 
     fmt = normalize_format(fmt)
     method_params = _method_params(params or [])
     llm_params = _llm_params(reasoner, llm, llm_model, config, record, replay, llm_max_calls)
     if llm_params:
         _owners([method], list(llm_params))
-        _need_reasoner(llm_params, method_params)
+        if _has_reasoner(method):
+            _need_reasoner(llm_params, method_params)
         method_params.update(llm_params)
     _use_api_key(llm_api_key)
-    result = _investigate(path, incident, method, method_params)
+    if store is not None:
+        result = investigate_store(
+            store, since, until, alert_service, method, method_params, stderr
+        )
+    else:
+        assert path is not None
+        result = _investigate(path, incident, method, method_params)
     if fmt == "html" and out is None:
         out = Path(_file_name(result.incident.id) + ".html")
     if out is not None:
@@ -703,6 +835,15 @@ def bench(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the results as one JSON object.")
     ] = False,
+    ground_truth: Annotated[
+        str,
+        typer.Option(
+            "--ground-truth",
+            help="On agent runs that carry a reference answer: run each method with a "
+            "use_ground_truth parameter with it, without it, or both (separate rows): "
+            "both, with or without.",
+        ),
+    ] = "both",
     reasoner: ReasonerOption = None,
     llm: LLMOption = None,
     llm_model: LLMModelOption = None,
@@ -742,7 +883,8 @@ def bench(
     llm_params = _llm_params(reasoner, llm, llm_model, config, record, replay, llm_max_calls)
     if llm_params:
         for owner in _owners(methods, list(llm_params)):
-            _need_reasoner(llm_params, method_params[owner])
+            if _has_reasoner(owner):
+                _need_reasoner(llm_params, method_params[owner])
             method_params[owner].update(llm_params)
     _use_api_key(llm_api_key)
     bench_config = BenchConfig(
@@ -753,6 +895,7 @@ def bench(
         limit=limit,
         workers=workers,
         scheduler=scheduler,
+        ground_truth=ground_truth,
     )
     specs = plan_cases(bench_config)
     with _local_model(llm_params), progress_bar(stderr) as progress:

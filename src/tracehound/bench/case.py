@@ -17,6 +17,7 @@ from typing import Any
 
 from tracehound.datasets import open_dataset
 from tracehound.methods import Method, get_method
+from tracehound.methods.agent_run import agent_key
 from tracehound.model import Candidate, Incident, Ranking
 from tracehound.store import TelemetryStore
 
@@ -26,21 +27,45 @@ TOP_NAMES = 5
 #: Builds a method from its registered name and parameters (`get_method` by default).
 MethodFactory = Callable[..., Method]
 
+#: The incident attribute holding a run's reference answer (agent-run datasets).
+GROUND_TRUTH_ATTRIBUTE = "ground_truth"
+#: The method parameter that says whether a method may read that answer.
+GROUND_TRUTH_PARAM = "use_ground_truth"
+
 
 @dataclass(frozen=True)
 class CaseLabels:
-    """The ground truth a case is scored against; None where the dataset has no label."""
+    """The ground truth a case is scored against; None where the dataset has no label.
+
+    `span` is the labelled span (for an agent run, ``step-<i>``) and `step` its 0-based
+    step index. A case labelled with a step is an agent run: its service (agent) names
+    are compared as Who&When's labels need (`methods.agent_run.agent_key`: case-insensitive,
+    without a trailing ``" (...)"``), not exactly.
+    """
 
     service: str | None = None
     instance: str | None = None
     fault_type: str | None = None
+    span: str | None = None
+    step: int | None = None
 
     @classmethod
     def of(cls, incident: Incident) -> CaseLabels:
         labels = incident.labels
         if labels is None:
             return cls()
-        return cls(service=labels.service, instance=labels.instance, fault_type=labels.fault_type)
+        return cls(
+            service=labels.service,
+            instance=labels.instance,
+            fault_type=labels.fault_type,
+            span=labels.span,
+            step=labels.step,
+        )
+
+    @property
+    def agent_run(self) -> bool:
+        """Whether the labels name a step of an agent run."""
+        return self.step is not None
 
 
 @dataclass(frozen=True)
@@ -54,6 +79,10 @@ class CaseSpec:
     incident: str
     system: str | None
     labels: CaseLabels
+    #: True/False: the method runs with/without the run's reference answer (its
+    #: `use_ground_truth` parameter, and the harness strips the attribute when False);
+    #: None: the method has no such parameter or the data carries no reference answer.
+    ground_truth: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -67,14 +96,17 @@ class CaseResult:
     labels: CaseLabels
     service_rank: int | None = None
     instance_rank: int | None = None
+    span_rank: int | None = None
     top_services: tuple[str, ...] = ()
     top_instances: tuple[str, ...] = ()
+    top_spans: tuple[str, ...] = ()
     predicted_fault_type: str | None = None
     load_seconds: float | None = None
     localize_seconds: float | None = None
     peak_rss_mb: float | None = None
     error: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    ground_truth: bool | None = None
 
     @property
     def fault_type(self) -> str | None:
@@ -82,14 +114,25 @@ class CaseResult:
         return self.labels.fault_type
 
 
-def rank_of(name: str | None, candidates: Sequence[Candidate]) -> int | None:
-    """The 1-based position of `name` among `candidates` (exact match), else None."""
+def rank_of(
+    name: str | None, candidates: Sequence[Candidate], *, agent_names: bool = False
+) -> int | None:
+    """The 1-based position of `name` among `candidates`, else None.
+
+    Names match exactly, or with `agent_names` by `agent_key` (agent runs).
+    """
     if name is None:
         return None
+    key = agent_key if agent_names else _same
+    wanted = key(name)
     for position, candidate in enumerate(candidates, start=1):
-        if candidate.name == name:
+        if key(candidate.name) == wanted:
             return position
     return None
+
+
+def _same(name: str) -> str:
+    return name
 
 
 def peak_rss_mb() -> float:
@@ -108,6 +151,7 @@ def run_case(spec: CaseSpec, factory: MethodFactory = get_method) -> CaseResult:
         system=spec.system,
         labels=spec.labels,
         params=dict(spec.params),
+        ground_truth=spec.ground_truth,
     )
     load_seconds: float | None = None
     localize_seconds: float | None = None
@@ -117,8 +161,11 @@ def run_case(spec: CaseSpec, factory: MethodFactory = get_method) -> CaseResult:
         with TelemetryStore.from_incident(data) as store:
             load_seconds = time.perf_counter() - started
             method = factory(spec.method, **spec.params)
+            incident = data.incident
+            if spec.ground_truth is False:
+                incident = without_ground_truth(incident)
             started = time.perf_counter()
-            ranking = method.localize(data.incident, store)
+            ranking = method.localize(incident, store)
             localize_seconds = time.perf_counter() - started
     except Exception as exc:  # a failing case is a miss with its message, never an abort
         return replace(
@@ -135,12 +182,26 @@ def run_case(spec: CaseSpec, factory: MethodFactory = get_method) -> CaseResult:
     )
 
 
+def without_ground_truth(incident: Incident) -> Incident:
+    """`incident` without its reference-answer attribute (belt and braces for methods run
+    with ``use_ground_truth=False``: what a method is not given, it cannot read)."""
+    if GROUND_TRUTH_ATTRIBUTE not in incident.attributes:
+        return incident
+    attributes = {k: v for k, v in incident.attributes.items() if k != GROUND_TRUTH_ATTRIBUTE}
+    return incident.model_copy(update={"attributes": attributes})
+
+
 def _scored(base: CaseResult, ranking: Ranking) -> CaseResult:
+    """Ranks of the labels. Spans (steps) match exactly: a step's span id is ``step-<i>``
+    with `i` written without leading zeros, so equal ids are equal integer indices."""
+    agent_run = base.labels.agent_run
     return replace(
         base,
-        service_rank=rank_of(base.labels.service, ranking.services),
-        instance_rank=rank_of(base.labels.instance, ranking.instances),
+        service_rank=rank_of(base.labels.service, ranking.services, agent_names=agent_run),
+        instance_rank=rank_of(base.labels.instance, ranking.instances, agent_names=agent_run),
+        span_rank=rank_of(base.labels.span, ranking.spans),
         top_services=tuple(c.name for c in ranking.services[:TOP_NAMES]),
         top_instances=tuple(c.name for c in ranking.instances[:TOP_NAMES]),
+        top_spans=tuple(c.name for c in ranking.spans[:TOP_NAMES]),
         predicted_fault_type=ranking.fault_type,
     )

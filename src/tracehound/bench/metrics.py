@@ -4,7 +4,11 @@ AC@k is the share of labelled cases whose true root cause is among the top k of 
 ranking; Avg@5 is the mean of AC@1..AC@5; MRR is the mean of 1/rank, 0 when the true root
 cause is not ranked. These are the metrics of RCAEval (Pham et al., WWW 2025) and BARO
 (Pham et al., FSE 2024). Every level counts only cases labelled at that level; a case that
-raised counts as a miss.
+raised, or whose method predicted nothing at that level, counts as a miss.
+
+The span level scores agent runs (Who&When, Zhang et al., ICML 2025): the service is the
+agent and the span the step, so service AC@1 is the paper's agent-level accuracy and span
+AC@1 its step-level accuracy, scored separately as the paper does.
 """
 
 from __future__ import annotations
@@ -48,11 +52,12 @@ class LevelScores:
 
 @dataclass(frozen=True)
 class GroupScores:
-    """Service- and instance-level scores of a group of cases (`n` cases in all)."""
+    """Service-, instance- and span-level scores of a group of cases (`n` cases in all)."""
 
     n: int
     service: LevelScores
     instance: LevelScores
+    span: LevelScores = LevelScores(n=0)
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,8 @@ class MethodSummary:
     method: str
     dataset: str
     overall: GroupScores
+    #: With (True) or without (False) the runs' reference answer; None: not applicable.
+    ground_truth: bool | None = None
     by_fault_type: dict[str, GroupScores] = field(default_factory=dict)
     by_system: dict[str, GroupScores] = field(default_factory=dict)
     time_s: Spread = Spread()
@@ -77,6 +84,18 @@ class MethodSummary:
     peak_rss_mb: float | None = None
     #: (incident id, error message) of every case that raised, in incident order.
     errors: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def label(self) -> str:
+        """The method's name for tables and charts, with its ground-truth setting."""
+        return self.method + ground_truth_suffix(self.ground_truth)
+
+
+def ground_truth_suffix(setting: bool | None) -> str:
+    """`` (with GT)``, `` (without GT)`` or nothing."""
+    if setting is None:
+        return ""
+    return " (with GT)" if setting else " (without GT)"
 
 
 def level_scores(ranks: Sequence[int | None]) -> LevelScores:
@@ -115,12 +134,22 @@ def instance_ranks(cases: Iterable[CaseResult]) -> list[int | None]:
     ]
 
 
+def span_ranks(cases: Iterable[CaseResult]) -> list[int | None]:
+    """The span (step) rank of every case labelled with a span; errors are misses."""
+    return [
+        None if case.error is not None else case.span_rank
+        for case in cases
+        if case.labels.span is not None
+    ]
+
+
 def group_scores(cases: Sequence[CaseResult]) -> GroupScores:
-    """Service- and instance-level scores of `cases`."""
+    """Service-, instance- and span-level scores of `cases`."""
     return GroupScores(
         n=len(cases),
         service=level_scores(service_ranks(cases)),
         instance=level_scores(instance_ranks(cases)),
+        span=level_scores(span_ranks(cases)),
     )
 
 
@@ -150,6 +179,7 @@ def summarize_method(cases: Sequence[CaseResult]) -> MethodSummary:
     return MethodSummary(
         method=cases[0].method,
         dataset=cases[0].dataset,
+        ground_truth=cases[0].ground_truth,
         overall=group_scores(cases),
         by_fault_type=scores_by(cases, lambda c: c.labels.fault_type),
         by_system=scores_by(cases, lambda c: c.system),
@@ -160,11 +190,17 @@ def summarize_method(cases: Sequence[CaseResult]) -> MethodSummary:
     )
 
 
-def summarize(cases: Sequence[CaseResult]) -> list[MethodSummary]:
-    """One summary per (method, dataset), sorted by method then dataset."""
+def ground_truth_order(setting: bool | None) -> int:
+    """Sort key of a ground-truth setting: not applicable, with, without."""
+    return 0 if setting is None else 1 if setting else 2
 
-    def key(case: CaseResult) -> tuple[str, str]:
-        return (case.method, case.dataset)
+
+def summarize(cases: Sequence[CaseResult]) -> list[MethodSummary]:
+    """One summary per (method, dataset, ground-truth setting), sorted by method, dataset,
+    then setting (with before without)."""
+
+    def key(case: CaseResult) -> tuple[str, str, int]:
+        return (case.method, case.dataset, ground_truth_order(case.ground_truth))
 
     ordered = sorted(cases, key=lambda c: (*key(c), c.incident))
     return [summarize_method(list(group)) for _, group in groupby(ordered, key=key)]

@@ -46,7 +46,7 @@ def accuracy_chart(summaries: Sequence[MethodSummary], path: Path) -> Path:
             values = [scores.ac_at(k) or 0.0 for _, scores in groups]
             ax.bar(x + (j - (len(CHART_K) - 1) / 2) * bar, values, bar, label=f"AC@{k}")
         ax.set_xticks(x, [f"{name}\nn={scores.n}" for name, scores in groups], fontsize=8)
-        ax.set_title(summary.method)
+        ax.set_title(summary.label)
         ax.set_ylim(0.0, 1.0)
         ax.grid(axis="y", alpha=0.3)
         ax.set_ylabel("service AC@k")

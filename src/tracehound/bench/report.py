@@ -3,14 +3,19 @@
 The JSON object is what `tracehound bench --json` prints and `results.json` holds:
 
     {"version", "seed", "dataset",
-     "results": [{"method", "dataset", "n", "service": LEVEL, "instance": LEVEL,
-                  "by_fault_type": {type: {"n", "service", "instance"}}, "by_system": {...},
+     "results": [{"method", "dataset", "ground_truth", "n",
+                  "service": LEVEL, "instance": LEVEL, "span": LEVEL,
+                  "by_fault_type": {type: {"n", "service", "instance", "span"}},
+                  "by_system": {...},
                   "time_s": {"median", "max"}, "load_time_s": {"median", "max"},
                   "peak_rss_mb", "errors": [{"incident", "message"}]}],
      "cases": [one row per case]}
 
 where LEVEL is {"ac@1", "ac@3", "ac@5", "avg@5", "mrr", "n"}; scores are null when no
-case is labelled at that level.
+case is labelled at that level. For agent runs (Who&When), "service" is the agent level and
+"span" the step level, and "ac@1" is the paper's accuracy; "ground_truth" is "with" or
+"without" when the method ran with or without the runs' reference answer, else null.
+Tables show the span level only when some case is labelled with a span.
 """
 
 from __future__ import annotations
@@ -54,12 +59,18 @@ def level_json(scores: LevelScores) -> dict[str, Any]:
 
 
 def group_json(scores: GroupScores) -> dict[str, Any]:
-    """{"n", "service", "instance"} of a group of cases."""
+    """{"n", "service", "instance", "span"} of a group of cases."""
     return {
         "n": scores.n,
         "service": level_json(scores.service),
         "instance": level_json(scores.instance),
+        "span": level_json(scores.span),
     }
+
+
+def ground_truth_json(setting: bool | None) -> str | None:
+    """The JSON value of a ground-truth setting: "with", "without" or None."""
+    return None if setting is None else "with" if setting else "without"
 
 
 def spread_json(spread: Spread) -> dict[str, float | None]:
@@ -71,6 +82,7 @@ def summary_json(summary: MethodSummary) -> dict[str, Any]:
     return {
         "method": summary.method,
         "dataset": summary.dataset,
+        "ground_truth": ground_truth_json(summary.ground_truth),
         **group_json(summary.overall),
         "by_fault_type": {k: group_json(v) for k, v in summary.by_fault_type.items()},
         "by_system": {k: group_json(v) for k, v in summary.by_system.items()},
@@ -93,12 +105,17 @@ def case_json(case: CaseResult) -> dict[str, Any]:
             "service": case.labels.service,
             "instance": case.labels.instance,
             "fault_type": case.labels.fault_type,
+            "span": case.labels.span,
+            "step": case.labels.step,
         },
+        "ground_truth": ground_truth_json(case.ground_truth),
         "params": dict(case.params),
         "service_rank": case.service_rank,
         "instance_rank": case.instance_rank,
+        "span_rank": case.span_rank,
         "top_services": list(case.top_services),
         "top_instances": list(case.top_instances),
+        "top_spans": list(case.top_spans),
         "predicted_fault_type": case.predicted_fault_type,
         "load_s": case.load_seconds,
         "localize_s": case.localize_seconds,
@@ -136,21 +153,34 @@ def _level_headers(prefix: str) -> list[str]:
 
 
 SCORE_HEADERS = [*_level_headers("svc"), *_level_headers("inst")]
+SPAN_HEADERS = _level_headers("span")
 
 
-def _score_cells(scores: GroupScores) -> list[str]:
-    return [*_level_cells(scores.service), *_level_cells(scores.instance)]
+def has_spans(run: BenchRun) -> bool:
+    """Whether any case is labelled with a span (agent runs): tables then show that level."""
+    return any(case.labels.span is not None for case in run.cases)
+
+
+def _score_headers(run: BenchRun) -> list[str]:
+    return [*SCORE_HEADERS, *SPAN_HEADERS] if has_spans(run) else SCORE_HEADERS
+
+
+def _score_cells(scores: GroupScores, spans: bool = False) -> list[str]:
+    cells = [*_level_cells(scores.service), *_level_cells(scores.instance)]
+    return [*cells, *_level_cells(scores.span)] if spans else cells
 
 
 def overview_table(run: BenchRun) -> tuple[list[str], list[list[str]]]:
-    """Headers and rows of the main table: one row per method and dataset."""
-    headers = ["method", "dataset", "cases", *SCORE_HEADERS, "median s", "max s", "errors"]
+    """Headers and rows of the main table: one row per method, ground-truth setting and
+    dataset."""
+    spans = has_spans(run)
+    headers = ["method", "dataset", "cases", *_score_headers(run), "median s", "max s", "errors"]
     rows = [
         [
-            s.method,
+            s.label,
             s.dataset,
             str(s.overall.n),
-            *_score_cells(s.overall),
+            *_score_cells(s.overall, spans),
             _number(s.time_s.median),
             _number(s.time_s.max),
             str(len(s.errors)),
@@ -165,16 +195,17 @@ def breakdown_table(run: BenchRun, by: str) -> tuple[list[str], list[list[str]]]
     if by not in ("fault_type", "system"):
         raise ValueError(f"cannot break down by {by!r}; use 'fault_type' or 'system'")
     label = "fault type" if by == "fault_type" else "system"
+    spans = has_spans(run)
     rows = []
     for s in run.summaries:
         groups = s.by_fault_type if by == "fault_type" else s.by_system
-        rows += [[s.method, name, str(g.n), *_score_cells(g)] for name, g in groups.items()]
-    return ["method", label, "cases", *SCORE_HEADERS], rows
+        rows += [[s.label, name, str(g.n), *_score_cells(g, spans)] for name, g in groups.items()]
+    return ["method", label, "cases", *_score_headers(run)], rows
 
 
 def error_table(run: BenchRun) -> tuple[list[str], list[list[str]]]:
     """Headers and rows of the cases that raised, with their messages."""
-    rows = [[s.method, incident, message] for s in run.summaries for incident, message in s.errors]
+    rows = [[s.label, incident, message] for s in run.summaries for incident, message in s.errors]
     return ["method", "incident", "message"], rows
 
 
@@ -182,10 +213,14 @@ def accuracy_table(run: BenchRun) -> Table:
     """Accuracy for a terminal: one row per method and level (results.md has it all)."""
     headers = ["method", "level", "n", *(f"AC@{k}" for k in REPORTED_K), "Avg@5", "MRR"]
     table = Table(*headers, title=f"accuracy on {run.dataset}", box=box.SIMPLE_HEAD)
+    spans = has_spans(run)
     for s in run.summaries:
-        for level, scores in (("service", s.overall.service), ("instance", s.overall.instance)):
+        levels = [("service", s.overall.service), ("instance", s.overall.instance)]
+        if spans:
+            levels.append(("span", s.overall.span))
+        for level, scores in levels:
             cells = _level_cells(scores)  # the scores, then n
-            table.add_row(s.method if level == "service" else "", level, cells[-1], *cells[:-1])
+            table.add_row(s.label if level == "service" else "", level, cells[-1], *cells[:-1])
     return _right_aligned(table, first=2)
 
 
@@ -195,7 +230,7 @@ def cost_table(run: BenchRun) -> Table:
     table = Table(*headers, title="cost per case", box=box.SIMPLE_HEAD)
     for s in run.summaries:
         table.add_row(
-            s.method,
+            s.label,
             str(s.overall.n),
             _number(s.time_s.median),
             _number(s.time_s.max),
@@ -236,7 +271,13 @@ def markdown(run: BenchRun) -> str:
         f"tracehound {run.version} · seed {run.seed} · dataset `{run.dataset}` · "
         f"{len(run.cases)} cases. svc = service level, inst = instance level; "
         "AC@k and Avg@5 over the cases labelled at that level (n), errors count as misses; "
-        "times are seconds of `localize` per case.",
+        "times are seconds of `localize` per case."
+        + (
+            " For agent runs svc is the agent level and span the step level (0-based step "
+            "index); a case without a prediction counts as a miss."
+            if has_spans(run)
+            else ""
+        ),
         markdown_table(*overview_table(run)),
         "## By fault type",
         markdown_table(*breakdown_table(run, "fault_type")),

@@ -24,8 +24,15 @@ from typing import Any
 from distributed import Client, Future, LocalCluster, as_completed
 
 from tracehound import __version__
-from tracehound.bench.case import CaseLabels, CaseResult, CaseSpec, run_case
-from tracehound.bench.metrics import MethodSummary, summarize
+from tracehound.bench.case import (
+    GROUND_TRUTH_ATTRIBUTE,
+    GROUND_TRUTH_PARAM,
+    CaseLabels,
+    CaseResult,
+    CaseSpec,
+    run_case,
+)
+from tracehound.bench.metrics import MethodSummary, ground_truth_order, summarize
 from tracehound.datasets import open_dataset
 from tracehound.errors import BadInput
 from tracehound.methods import Method, available_methods, get_method
@@ -36,6 +43,13 @@ ResultCallback = Callable[[int, int, CaseResult], None]
 #: How long to wait for an existing scheduler to answer.
 CONNECT_TIMEOUT_S = 10
 
+#: The values of `BenchConfig.ground_truth` and the settings each one runs.
+GROUND_TRUTH_SETTINGS: dict[str, tuple[bool, ...]] = {
+    "both": (True, False),
+    "with": (True,),
+    "without": (False,),
+}
+
 
 @dataclass(frozen=True)
 class BenchConfig:
@@ -43,6 +57,10 @@ class BenchConfig:
 
     `params` maps a method name to the parameters it is built with (see `parse_params`).
     `workers` and `scheduler` exclude each other; with neither, one local worker runs.
+    `ground_truth` ("both", "with", "without") says in which settings a method with a
+    `use_ground_truth` parameter runs on data whose incidents carry a reference answer
+    (agent runs); each setting is reported as its own row. Other methods, other data, or
+    a `use_ground_truth` given as a parameter run once.
     """
 
     methods: tuple[str, ...]
@@ -52,6 +70,7 @@ class BenchConfig:
     limit: int | None = None
     workers: int | None = None
     scheduler: str | None = None
+    ground_truth: str = "both"
 
 
 @dataclass(frozen=True)
@@ -138,26 +157,52 @@ def plan_cases(config: BenchConfig) -> list[CaseSpec]:
         raise BadInput(f"--workers {config.workers}", expected="at least 1 worker")
     if not config.methods:
         raise BadInput("no method given", column="--method", expected="at least one --method")
+    if config.ground_truth not in GROUND_TRUTH_SETTINGS:
+        raise BadInput(
+            f"--ground-truth {config.ground_truth!r}",
+            column="--ground-truth",
+            expected=", ".join(GROUND_TRUTH_SETTINGS),
+        )
     methods = _method_params(config)
     dataset = open_dataset(config.dataset)
     incidents = dataset.incidents()[: config.limit]
     if not incidents:
         raise BadInput("the dataset has no incidents", file=config.dataset)
+    has_answers = any(GROUND_TRUTH_ATTRIBUTE in i.attributes for i in incidents)
+    classes = check_methods(config.methods)
     location = str(Path(config.dataset).resolve())
     specs = [
         CaseSpec(
             method=name,
-            params=params,
+            params=settings,
             dataset=str(config.dataset),
             dataset_path=location,
             incident=incident.id,
             system=incident.system,
             labels=CaseLabels.of(incident),
+            ground_truth=setting,
         )
         for name, params in methods.items()
+        for setting, settings in _ground_truth_variants(
+            params, classes[name], has_answers, config.ground_truth
+        )
         for incident in incidents
     ]
-    return sorted(specs, key=lambda s: (s.method, s.incident))
+    return sorted(specs, key=lambda s: (s.method, ground_truth_order(s.ground_truth), s.incident))
+
+
+def _ground_truth_variants(
+    params: Mapping[str, Any], method: type[Method], has_answers: bool, choice: str
+) -> list[tuple[bool | None, dict[str, Any]]]:
+    """(setting, parameters) of each run of a method (see `BenchConfig.ground_truth`)."""
+    if not has_answers or GROUND_TRUTH_PARAM not in method.param_names():
+        return [(None, dict(params))]
+    if GROUND_TRUTH_PARAM in params:
+        return [(bool(params[GROUND_TRUTH_PARAM]), dict(params))]
+    return [
+        (setting, {**params, GROUND_TRUTH_PARAM: setting})
+        for setting in GROUND_TRUTH_SETTINGS[choice]
+    ]
 
 
 def _method_params(config: BenchConfig) -> dict[str, dict[str, Any]]:
@@ -252,7 +297,7 @@ def run_cases(
                 on_result(len(results), len(specs), results[-1])
     finally:
         client.cancel(list(futures))  # type: ignore[no-untyped-call]
-    return sorted(results, key=lambda r: (r.method, r.incident))
+    return sorted(results, key=lambda r: (r.method, ground_truth_order(r.ground_truth), r.incident))
 
 
 def _collect(future: Future[CaseResult], spec: CaseSpec) -> CaseResult:
@@ -266,6 +311,7 @@ def _collect(future: Future[CaseResult], spec: CaseSpec) -> CaseResult:
             system=spec.system,
             labels=spec.labels,
             params=dict(spec.params),
+            ground_truth=spec.ground_truth,
             error=f"{type(exc).__name__}: {exc}",
         )
     if not isinstance(result, CaseResult):

@@ -1,4 +1,8 @@
-"""Dataset loaders. `open_dataset` picks the loader whose layout matches a directory."""
+"""Dataset loaders. `open_dataset` picks the loader whose layout matches a path.
+
+A path is a directory in a dataset layout, a bundle, or a telemetry export: a Jaeger,
+Zipkin, OTLP JSON or Prometheus file, or a directory of such files.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,46 @@ from pathlib import Path
 from tracehound.datasets.base import Dataset, DatasetInfo
 from tracehound.errors import BadInput, UnknownDataset
 
-__all__ = ["Dataset", "DatasetInfo", "loaders", "open_dataset"]
+__all__ = ["Dataset", "DatasetInfo", "file_loaders", "loaders", "open_dataset"]
 
 
 def loaders() -> list[type[Dataset]]:
     """Every loader, most specific layout first."""
     from tracehound.datasets.bundles import BundleDataset
+    from tracehound.datasets.exports import MixedExportDataset
+    from tracehound.datasets.jaeger import JaegerDataset
     from tracehound.datasets.nezha import NezhaDataset
+    from tracehound.datasets.otlp_file import OtlpFileDataset
+    from tracehound.datasets.prometheus import PrometheusDataset
+    from tracehound.datasets.rcaeval import RcaEvalDataset
     from tracehound.datasets.rcd import RcdSockShopDataset
     from tracehound.datasets.whowhen import WhoWhenDataset
+    from tracehound.datasets.zipkin import ZipkinDataset
 
-    return [BundleDataset, NezhaDataset, RcdSockShopDataset, WhoWhenDataset]
+    # RCAEval first: its RE2 case folders hold a metrics.csv, which would otherwise
+    # pass for a bundle without incident.json.
+    return [
+        RcaEvalDataset,
+        BundleDataset,
+        NezhaDataset,
+        RcdSockShopDataset,
+        WhoWhenDataset,
+        JaegerDataset,
+        ZipkinDataset,
+        PrometheusDataset,
+        OtlpFileDataset,
+        MixedExportDataset,
+    ]
+
+
+def file_loaders() -> list[type[Dataset]]:
+    """The loaders that read a single file."""
+    from tracehound.datasets.jaeger import JaegerDataset
+    from tracehound.datasets.otlp_file import OtlpFileDataset
+    from tracehound.datasets.prometheus import PrometheusDataset
+    from tracehound.datasets.zipkin import ZipkinDataset
+
+    return [JaegerDataset, ZipkinDataset, PrometheusDataset, OtlpFileDataset]
 
 
 def open_dataset(path: str | Path) -> Dataset:
@@ -26,10 +59,14 @@ def open_dataset(path: str | Path) -> Dataset:
     if not root.exists():
         raise BadInput("path does not exist", file=root, hint="Check the spelling.")
     if not root.is_dir():
-        raise BadInput(
-            "is not a directory",
+        for loader in file_loaders():
+            if loader.detect(root):
+                return loader(root)
+        raise UnknownDataset(
+            "is not a telemetry file tracehound reads",
             file=root,
-            expected="a dataset directory or an incident bundle directory",
+            expected="a Jaeger, Zipkin, OTLP or Prometheus JSON file, a dataset directory "
+            "or an incident bundle directory",
         )
     for loader in loaders():
         if loader.detect(root):

@@ -13,11 +13,14 @@ import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from tracehound.errors import BadInput, MissingModality
 from tracehound.model import Incident, IncidentData, Ranking
 from tracehound.store import TelemetryStore
+
+if TYPE_CHECKING:
+    from tracehound.llm.backend import Backend
 
 MODALITIES = ("traces", "logs", "metrics")
 
@@ -78,6 +81,14 @@ class Method(ABC):
                 )
             setattr(self, name, value)
         return self
+
+    @classmethod
+    def conformance_model(cls) -> Backend | None:
+        """For a method tagged `uses_llm` that cannot run without a model: a scripted
+        model (no server, no network) the conformance suite runs it against, through
+        `llm.method_session.backend_override`. None (the default): the method needs none
+        with its default parameters."""
+        return None
 
     def fit(self, history: Iterable[IncidentData]) -> Self:
         """Learn from past incidents; the default learns nothing."""

@@ -5,6 +5,9 @@ small simulated incident and raises `ConformanceError` listing each failure. A m
 be exempt from a check only through its `conformance_exemptions` class attribute, which
 maps the check's name to the written reason; `CHECKS` lists the names.
 
+A method tagged `uses_llm` whose `conformance_model()` returns a scripted model runs every
+check against that model (`llm.method_session.backend_override`): no server, no network.
+
 Checks:
 - `params`: `__init__` takes only keyword-only parameters with defaults and stores them
   unchanged; `get_params` / `set_params` round-trip; unknown parameters are an error.
@@ -24,6 +27,7 @@ import itertools
 import math
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -98,7 +102,8 @@ def check_method(
                 report.exempt[name] = exemptions[name]
             continue
         try:
-            check()
+            with _model_for(method_class):
+                check()
         except AssertionError as exc:
             report.failed[name] = str(exc) or "assertion failed"
         except Exception as exc:
@@ -109,6 +114,16 @@ def check_method(
         lines = "; ".join(f"{check}: {why}" for check, why in report.failed.items())
         raise ConformanceError(f"method {report.method!r} fails conformance: {lines}")
     return report
+
+
+def _model_for(method_class: type[Method]) -> AbstractContextManager[object]:
+    """The scripted model an LLM method runs against in the checks, if it offers one."""
+    model = method_class.conformance_model() if method_class.tags.uses_llm else None
+    if model is None:
+        return nullcontext()
+    from tracehound.llm.method_session import backend_override
+
+    return backend_override(model)
 
 
 def _run(method: Method, data: IncidentData) -> Ranking:
