@@ -294,3 +294,20 @@ def test_investigation_explains_itself() -> None:
 )
 def test_crash_pattern_tells_crashes_from_complaints(message: str, crashed: bool) -> None:
     assert bool(CRASH_PATTERN.search(message)) is crashed
+
+
+def test_tags_follow_the_reasoner() -> None:
+    """The class tags describe the rule reasoner; an instance with a model reasoner says it
+    uses an LLM and is deterministic only when it replays a transcript."""
+    from tracehound.methods.base import Method, Tags
+
+    rule = RclAgentMethod().get_tags()
+    llm = RclAgentMethod(reasoner="llm").get_tags()
+    hybrid = RclAgentMethod(reasoner="hybrid").get_tags()
+    replayed = RclAgentMethod(reasoner="llm", llm_replay="t.jsonl").get_tags()
+    assert (rule.uses_llm, rule.deterministic) == (False, True)
+    assert (llm.uses_llm, llm.deterministic) == (True, False)
+    assert (hybrid.uses_llm, hybrid.deterministic) == (True, False)
+    assert (replayed.uses_llm, replayed.deterministic) == (True, True)
+    assert rule == RclAgentMethod.tags
+    assert Method.get_tags(RclAgentMethod()) == Tags(modalities=frozenset())

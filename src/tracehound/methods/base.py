@@ -94,6 +94,11 @@ class Method(ABC):
         """Learn from past incidents; the default learns nothing."""
         return self
 
+    def get_tags(self) -> Tags:
+        """The tags of this instance as configured: the class tags unless a parameter
+        changes what the method needs or promises (an LLM reasoner, say)."""
+        return self.tags
+
     @abstractmethod
     def localize(self, incident: Incident, store: TelemetryStore) -> Ranking:
         """Rank suspects for `incident`, whose telemetry is in `store`."""
@@ -101,7 +106,8 @@ class Method(ABC):
     def check_inputs(self, incident: Incident, store: TelemetryStore) -> None:
         """Raise `MissingModality` when the incident lacks what the tags require."""
         present = set(store.modalities())
-        missing = sorted(self.tags.modalities - present, key=MODALITIES.index)
+        tags = self.get_tags()
+        missing = sorted(tags.modalities - present, key=MODALITIES.index)
         if missing:
             raise MissingModality(
                 f"method {self.name!r} needs {', '.join(missing)}, which incident "
@@ -109,7 +115,7 @@ class Method(ABC):
             )
         if not present:
             raise MissingModality(f"incident {incident.id!r} has no telemetry at all")
-        if self.tags.needs_normal_window and incident.normal_window is None:
+        if tags.needs_normal_window and incident.normal_window is None:
             raise MissingModality(
                 f"method {self.name!r} needs a normal (fault-free) window, and incident "
                 f"{incident.id!r} has none"

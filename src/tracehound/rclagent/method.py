@@ -84,6 +84,13 @@ class RclAgentMethod(Method):
     name = "rclagent"
     tags = Tags(modalities=frozenset(), deterministic=True, needs_normal_window=False)
 
+    def get_tags(self) -> Tags:
+        """With the rule reasoner (the class tags): deterministic, no LLM. With `llm` or
+        `hybrid`: uses an LLM, and is deterministic only when replaying a transcript."""
+        if self.reasoner == "rule":
+            return self.tags
+        return replace(self.tags, uses_llm=True, deterministic=self.llm_replay is not None)
+
     def __init__(
         self,
         *,
@@ -213,9 +220,10 @@ class RclAgentMethod(Method):
         from tracehound.rclagent.llm_reasoner import EACH
         from tracehound.rclagent.steps.llm import StepHybridReasoner, StepLLMReasoner
 
+        local = self.llm == "local"
         with self._llm_session() as session:
             model = StepHybridReasoner if kind == "hybrid" else StepLLMReasoner
-            reasoner = model(session, rules, tool_choice=EACH if self.llm == "local" else "auto")
+            reasoner = model(session, rules, tool_choice=EACH if local else "auto")
             result = investigate_run(
                 incident,
                 store,
@@ -223,7 +231,10 @@ class RclAgentMethod(Method):
                 method=self.name,
                 started=started,
                 use_ground_truth=self.use_ground_truth,
-                workers=self.workers,
+                # the local server answers one call at a time and reuses the cache of
+                # the prompt before: one step agent after another, each call extends
+                # the previous one's prompt instead of evicting it
+                workers=1 if local else self.workers,
             )
             llm_stats = {**session.stats(), **reasoner.llm_stats()}
         return result.model_copy(update={"stats": {**result.stats, "llm": llm_stats}})

@@ -3,25 +3,43 @@
 They implement `StepReasoner` with a model in the loop and keep the step rule reasoner
 (`steps.rules`) as their ground and fallback, exactly as the span reasoners do:
 
-- **Phase 1.** A step agent is offered the step tools as OpenAI tool definitions without
-  arguments (`StepTools`: `step_text`, `failure_signals`, `code_execution`,
-  `unverified_claims`, `answer_origin`, `contradiction`, and `task_statement` for the
-  first step), runs at most `max_tool_rounds` rounds (``tool_choice="each"`` forces them
-  in order for models that cannot pick), and answers a `StepVerdict`. The verdict can
-  switch the rules' evidence off (``mistake: false`` clears every rule that would raise
-  the step's suspicion), never invent it. Tool output steps are not asked about.
-- **Phases 2 and synthesis** are the rules' (consolidation along a chain has nothing to
-  decide that the scores do not; see the module docstring of `steps.rules`).
-- **Fallback.** A failed call, an exhausted budget or an invalid answer keeps the rules'
-  finding for that step, with source ``"rule (fallback: <reason>)"``.
-- **Hybrid** asks the model only about steps where the rules are ambiguous
-  (`ambiguous`): some rule raised the step's suspicion, but not a misstated task.
+- **Phase 1.** A step agent gets a system prompt and its own step only (span id,
+  position, agent, length, the run's task), and is offered the step tools as OpenAI tool
+  definitions without arguments (`StepTools`: `step_text`, `task_statement` for the
+  first step, `unverified_claims`, `code_execution`, `contradiction`, `answer_origin`,
+  `failure_signals`). `step_text` comes first, then the tools whose evidence a rule
+  used, then the rest: with ``tool_choice="each"`` (`EACH`, for models that cannot
+  pick tools, like the packaged local one) round *i* forces the *i*-th tool, so the
+  rounds go to what the rules saw. At most `max_tool_rounds` rounds; tool results are
+  compact text citing short evidence ids (``E1``, ``E2``...), capped by the session;
+  `step_text` shows at most `TEXT_HEAD` + `TEXT_TAIL` characters of the step
+  (`excerpt`), so a prompt stays far below a small model's context. The final turn
+  offers no tools and the answer must be a `StepVerdict` (JSON, validated, one repair
+  round; the schema lists the evidence ids the tools returned); an answer given
+  earlier without tool calls that already is a valid verdict ends the loop.
+- **The verdict can switch the rules' evidence off, never invent it:** ``mistake:
+  false`` clears every rule that would raise the step's suspicion (`gate`); ``mistake:
+  true`` leaves the rules' signals as they are. The finding's flag, symptoms,
+  hypothesis and evidence (ids the tools did not return are dropped) are the model's.
+- **Tool output** (a code runner's reply) is not an agent's decision: no step agent is
+  asked about it, and its finding keeps source ``"rule"``.
+- **Phase 2 and the synthesis** are the rules' (consolidation along a chain has
+  nothing to decide that the scores do not; see `steps.rules`): reports have source
+  ``"rule"``.
+- **Fallback.** A failed call, an exhausted budget (every later step agent falls back
+  without calling) or an invalid answer keeps the rules' finding for that step, with
+  source ``"rule (fallback: <reason>)"``.
+- **Hybrid** (`StepHybridReasoner`) asks the model only about steps where the rules
+  are ambiguous (`ambiguous`): a rule raised the step's suspicion, but not a misstated
+  task (decisive on its own). The steps sent are listed in
+  ``stats.llm.ambiguous_spans``.
 """
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -55,8 +73,26 @@ from tracehound.rclagent.steps.rules import (
 from tracehound.rclagent.steps.run import AgentRun
 from tracehound.rclagent.steps.tools import Quote, StepToolbox
 
-#: Characters of the step's text `step_text` shows the model.
-TEXT_LIMIT = 2000
+#: `step_text` shows the step's first TEXT_HEAD and last TEXT_TAIL characters (about
+#: 250 tokens together), with how much was cut between them: the packaged local model
+#: reads about 45 prompt tokens a second in a 4,096-token context, and Who&When steps
+#: reach 46,000 characters. The head holds the plan or the code, the tail the
+#: conclusion and the value handed on.
+TEXT_HEAD = 700
+TEXT_TAIL = 300
+#: The run's task shown in the first prompt, in characters at most.
+QUESTION_CHARS = 300
+
+#: The tool that shows each rule's evidence (`StepSignals.evidence` keys).
+RULE_TOOLS = {
+    "task_misstated": "task_statement",
+    "writes_code": "step_text",
+    "unverified_claim": "unverified_claims",
+    "failed_execution": "code_execution",
+    "ignored_failure": "contradiction",
+    "answer_origin": "answer_origin",
+    "failures": "failure_signals",
+}
 
 
 class StepVerdict(_Answer):
@@ -68,46 +104,61 @@ class StepVerdict(_Answer):
     evidence: EvidenceRefs
 
 
-class StepTools:
-    """The tools one step agent is offered, run without arguments, citing short ids."""
+def excerpt(text: str, head: int = TEXT_HEAD, tail: int = TEXT_TAIL) -> str:
+    """`text`, or its first `head` and last `tail` characters and how many were cut."""
+    if len(text) <= head + tail:
+        return text
+    cut = len(text) - head - tail
+    return f"{text[:head]}\n…[{cut} characters cut]…\n{text[len(text) - tail :]}"
 
-    def __init__(self, index: int, tools: StepToolbox) -> None:
+
+class StepTools:
+    """The tools one step agent is offered, run without arguments, citing short ids.
+
+    `first` names tools to offer right after `step_text` (the ones whose evidence the
+    rules used); the others follow in their usual order.
+    """
+
+    def __init__(self, index: int, tools: StepToolbox, first: Iterable[str] = ()) -> None:
         self.index = index
         self.tools = tools
+        #: alias (``E1``) -> evidence id, for the ids the model cites
         self.aliases: dict[str, str] = {}
         self._alias_of: dict[str, str] = {}
         runners: dict[str, tuple[str, Callable[[], str]]] = {
             "step_text": ("The step's text (cut) and whether it writes code.", self._text),
-            "failure_signals": (
-                "Error and failure signals in the step's text.",
-                self._failures,
-            ),
-            "code_execution": (
-                "The execution output of the step's code, and whether it failed.",
-                self._execution,
-            ),
-            "unverified_claims": (
-                "Assumptions, simulated or placeholder data the step uses.",
-                self._claims,
-            ),
-            "answer_origin": (
-                "Whether the step first states the value the run ends with.",
-                self._answer,
-            ),
-            "contradiction": (
-                "Whether the step claims success right after failed execution output.",
-                self._contradiction,
-            ),
         }
         if index == 0:
             runners["task_statement"] = (
                 "Whether this first step states the run's task or another one.",
                 self._task,
             )
-        self._runners = runners
+        runners["unverified_claims"] = (
+            "Assumptions, simulated or placeholder data the step uses.",
+            self._claims,
+        )
+        runners["code_execution"] = (
+            "The execution output of the step's code, and whether it failed.",
+            self._execution,
+        )
+        runners["contradiction"] = (
+            "Whether the step claims success right after failed execution output.",
+            self._contradiction,
+        )
+        runners["answer_origin"] = (
+            "Whether the step first states the value the run ends with.",
+            self._answer,
+        )
+        runners["failure_signals"] = (
+            "Error and failure signals in the step's text.",
+            self._failures,
+        )
+        front = {name for name in first if name in runners}
+        order = sorted(runners, key=lambda n: (n != "step_text", n not in front))
+        self._runners = {name: runners[name] for name in order}
         self.specs = tuple(
             ToolSpec(name, text, {"type": "object", "properties": {}})
-            for name, (text, _) in runners.items()
+            for name, (text, _) in self._runners.items()
         )
 
     def run(self, name: str) -> str:
@@ -116,7 +167,7 @@ class StepTools:
             return f"unknown tool {name!r}; tools: {', '.join(self._runners)}"
         return entry[1]()
 
-    def _cite(self, ids: tuple[str, ...]) -> str:
+    def _cite(self, ids: Iterable[str]) -> str:
         names = []
         for evidence_id in ids:
             alias = self._alias_of.get(evidence_id)
@@ -137,7 +188,7 @@ class StepTools:
         found = self.tools.step_text(self.index)
         kind = "tool output" if found.tool_output else "agent step"
         head = f"{kind}, {found.chars} characters" + (", writes code" if found.code else "")
-        return f"{head}{self._cite(found.evidence)}\n{step.text[:TEXT_LIMIT]}"
+        return f"{head}{self._cite(found.evidence)}\n{excerpt(step.text)}"
 
     def _failures(self) -> str:
         found = self.tools.failure_signals(self.index)
@@ -148,9 +199,8 @@ class StepTools:
         if found.result_step is None:
             return "no execution output follows this step"
         state = "failed" if found.failed else "succeeded"
-        return f"step-{found.result_step} ran its code: {state}\n" + self._quotes(
-            found.quotes, found.evidence
-        )
+        quotes = self._quotes(found.quotes, found.evidence)
+        return f"step-{found.result_step} ran its code: {state}" + (f"\n{quotes}" if quotes else "")
 
     def _claims(self) -> str:
         found = self.tools.unverified_claims(self.index)
@@ -162,10 +212,11 @@ class StepTools:
             return "the run states no final value"
         agrees = {None: "unknown", True: "yes", False: "no"}[found.agrees]
         first = "yes" if found.introduces else "no"
+        quotes = self._quotes(found.quotes, found.evidence)
         return (
-            f"final value {found.value!r} (step-{found.final_step}); first stated here: "
-            f"{first}; agrees with the reference answer: {agrees}\n"
-            + self._quotes(found.quotes, found.evidence)
+            f"final value {flat(found.value, 80)!r} (step-{found.final_step}); first stated "
+            f"here: {first}; agrees with the reference answer: {agrees}"
+            + (f"\n{quotes}" if quotes else "")
         )
 
     def _contradiction(self) -> str:
@@ -177,9 +228,15 @@ class StepTools:
     def _task(self) -> str:
         found = self.tools.task_statement(self.index)
         state = "states another task" if found.misstated else "states the task"
-        return f"{state} ({found.coverage:.0%} of the question's words)\n" + self._quotes(
-            found.quotes, found.evidence
+        quotes = self._quotes(found.quotes, found.evidence)
+        return f"{state} ({found.coverage:.0%} of the question's words)" + (
+            f"\n{quotes}" if quotes else ""
         )
+
+
+def rule_tools(signals: StepSignals) -> list[str]:
+    """The tools that show the evidence the rules used for a step."""
+    return [RULE_TOOLS[name] for name, ids in signals.evidence.items() if ids]
 
 
 def gate(signals: StepSignals, verdict: StepVerdict) -> StepSignals:
@@ -199,7 +256,10 @@ def gate(signals: StepSignals, verdict: StepVerdict) -> StepSignals:
 
 
 def ambiguous(signals: StepSignals) -> bool:
-    """Some rule raised the step's suspicion, but not a misstated task."""
+    """Whether the rules' evidence about an agent step is too unclear to stand alone: a
+    rule raised its suspicion (code, an assumption, a failed execution, a claim of
+    success after it, the first mention of the final value: all common in good steps
+    too), but not a misstated task, which outweighs every other rule on its own."""
     if signals.tool_output or signals.task_misstated:
         return False
     return (
@@ -209,6 +269,26 @@ def ambiguous(signals: StepSignals) -> bool:
         or signals.ignored_failure
         or signals.introduces_answer
     )
+
+
+def _alias_keys(cited: Iterable[str]) -> list[str]:
+    """Cited ids as alias keys: ``e3``, ``[E3]`` and ``E3`` all read ``E3``."""
+    return [c.strip().strip("[]").strip().upper() for c in cited]
+
+
+def _inline_verdict(content: str) -> StepVerdict | None:
+    """A verdict the model gave before its final turn, when the content is one."""
+    text = content.strip()
+    if not text.startswith("{"):
+        return None
+    try:
+        return StepVerdict.model_validate(json.loads(text))
+    except (ValueError, ValidationError):
+        return None
+
+
+def _agent(run: AgentRun, span_id: str) -> str:
+    return f"verify:{run.trace_id}:{span_id}"
 
 
 class StepLLMReasoner:
@@ -232,23 +312,27 @@ class StepLLMReasoner:
         self._exhausted = threading.Event()
 
     def llm_stats(self) -> dict[str, Any]:
+        """The reasoner's part of `stats.llm`."""
         return {"reasoner": "llm", **self.outcomes.summary()}
+
+    # -- phase 1 -------------------------------------------------------------------
 
     def verify(self, index: int, tools: StepToolbox) -> StepFinding:
         rule = self.fallback.verify(index, tools)
         if rule.signals.tool_output:
-            return rule
+            return self._by_rule(tools.run, rule)
         return self.verify_with(index, tools, rule)
 
     def verify_with(self, index: int, tools: StepToolbox, rule: StepFinding) -> StepFinding:
-        agent = f"verify:{tools.run.trace_id}:{rule.span_id}"
-        answer = self._guarded(lambda: self._verdict(index, tools, agent))
+        """Ask the model about the step the rules verified as `rule`."""
+        agent = _agent(tools.run, rule.span_id)
+        answer = self._guarded(lambda: self._verdict(index, tools, rule, agent))
         if isinstance(answer, str):
             source = fallback_source(answer)
             self.outcomes.record(agent, source)
             return replace(rule, source=source)
         verdict, aliases = answer
-        evidence = [aliases[e] for e in verdict.evidence if e in aliases]
+        evidence = [aliases[e] for e in _alias_keys(verdict.evidence) if e in aliases]
         finding = Finding(
             span_id=rule.span_id,
             service=rule.agent,
@@ -257,19 +341,27 @@ class StepLLMReasoner:
             error_logs=rule.finding.error_logs,
             symptoms=[s for s in verdict.key_symptoms if s],
             hypothesis=verdict.hypothesis,
-            evidence=list(dict.fromkeys(evidence)) or rule.finding.evidence,
+            evidence=list(dict.fromkeys(evidence)),
         )
         self.outcomes.record(agent, LLM)
         return replace(rule, finding=finding, signals=gate(rule.signals, verdict), source=LLM)
 
+    def _by_rule(self, run: AgentRun, rule: StepFinding) -> StepFinding:
+        self.outcomes.record(_agent(run, rule.span_id), RULE)
+        return replace(rule, source=RULE)
+
+    # -- phases 2 and synthesis: the rules' -----------------------------------------
+
     def consolidate(self, finding: StepFinding, later: StepReport | None) -> StepReport:
-        return self.fallback.consolidate(finding, later)
+        return replace(self.fallback.consolidate(finding, later), source=RULE)
 
     def synthesize(self, reports: list[StepReport], run: AgentRun) -> list[StepScore]:
         return self.fallback.synthesize(reports, run)
 
+    # -- plumbing ------------------------------------------------------------------
+
     def _verdict(
-        self, index: int, tools: StepToolbox, agent: str
+        self, index: int, tools: StepToolbox, rule: StepFinding, agent: str
     ) -> tuple[StepVerdict, dict[str, str]]:
         run = tools.run
         step = run.steps[index]
@@ -280,10 +372,10 @@ class StepLLMReasoner:
             steps=str(len(run.steps)),
             agent=step.agent,
             chars=str(len(step.text)),
-            question=flat(run.question or "(not given)", 300),
+            question=flat(run.question or "(not given)", QUESTION_CHARS),
         )
         messages = [Message("system", render("step_system")), Message("user", user)]
-        box = StepTools(index, tools)
+        box = StepTools(index, tools, first=rule_tools(rule.signals))
         for turn in range(self.max_tool_rounds):
             choice = self.tool_choice
             if choice == EACH:
@@ -300,9 +392,14 @@ class StepLLMReasoner:
                 agent=agent,
             )
             if not completion.tool_calls:
+                early = _inline_verdict(completion.content)
+                if early is not None:
+                    return early, box.aliases
                 if completion.content.strip():
                     messages.append(Message("assistant", completion.content[:1000]))
                 break
+            # the turn also says in words what it called: chat templates that ignore
+            # `tool_calls` (the packaged local model's) would show an empty turn
             said = completion.content or "Calling " + ", ".join(
                 c.name for c in completion.tool_calls
             )
@@ -331,6 +428,7 @@ class StepLLMReasoner:
     def _guarded(
         self, ask: Callable[[], tuple[StepVerdict, dict[str, str]]]
     ) -> tuple[StepVerdict, dict[str, str]] | str:
+        """`ask()`, or the reason it failed (budget, call, answer) as a string."""
         if self._exhausted.is_set():
             return "budget exhausted"
         try:
@@ -338,6 +436,8 @@ class StepLLMReasoner:
         except BudgetExceeded:
             self._exhausted.set()
             return "budget exhausted"
+        except InvalidAnswer as exc:
+            return f"invalid answer: {flat(str(exc))}"
         except LLMError as exc:
             return f"LLMError: {flat(str(exc))}"
         except ValidationError as exc:
@@ -345,14 +445,38 @@ class StepLLMReasoner:
 
 
 class StepHybridReasoner(StepLLMReasoner):
-    """Rules screen; the model judges only ambiguous steps (`ambiguous`)."""
+    """Rules screen every step; the model judges only ambiguous ones (`ambiguous`)."""
+
+    def __init__(
+        self,
+        session: LLMSession,
+        fallback: StepRuleReasoner,
+        *,
+        max_tool_rounds: int = 2,
+        tool_choice: str = "auto",
+    ) -> None:
+        super().__init__(
+            session, fallback, max_tool_rounds=max_tool_rounds, tool_choice=tool_choice
+        )
+        self._lock = threading.Lock()
+        self._ambiguous: set[str] = set()
+
+    def ambiguous_spans(self) -> list[str]:
+        """``<trace id>:<span id>`` of every step sent to the model, sorted."""
+        with self._lock:
+            return sorted(self._ambiguous)
 
     def llm_stats(self) -> dict[str, Any]:
-        return {**super().llm_stats(), "reasoner": "hybrid"}
+        return {
+            **super().llm_stats(),
+            "reasoner": "hybrid",
+            "ambiguous_spans": self.ambiguous_spans(),
+        }
 
     def verify(self, index: int, tools: StepToolbox) -> StepFinding:
         rule = self.fallback.verify(index, tools)
         if not ambiguous(rule.signals):
-            self.outcomes.record(f"verify:{tools.run.trace_id}:{rule.span_id}", RULE)
-            return replace(rule, source=RULE)
+            return self._by_rule(tools.run, rule)
+        with self._lock:
+            self._ambiguous.add(f"{tools.run.trace_id}:{rule.span_id}")
         return self.verify_with(index, tools, rule)
