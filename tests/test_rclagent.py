@@ -234,6 +234,14 @@ def test_tools_return_exact_numbers() -> None:
     assert edge.baseline_ms == pytest.approx(3.0)
     assert edge.excess_ms == pytest.approx(102.0 - 8.0)
     assert (edge.caller_instance, edge.callee_instance) == ("front-1", "b-1")
+    # every call into b-1 was slow; half of front-1's calls (those to b-1, not to a-1)
+    assert ctx.edge_sides == {
+        "front-1": (0.5, 0.0),
+        "b-1": (1.0, 1.0),
+        "c-1": (0.0, 1.0),
+        "a-1": (0.0, 0.0),
+    }
+    assert edge.callee_share == pytest.approx(1.0 / 1.5)
     assert graph.nodes["fc"].is_client and not graph.nodes["bs"].is_client
     assert {e.id for e in ledger.graph().nodes} == {timing.evidence, edge.evidence}
 
@@ -311,3 +319,26 @@ def test_tags_follow_the_reasoner() -> None:
     assert (replayed.uses_llm, replayed.deterministic) == (True, True)
     assert rule == RclAgentMethod.tags
     assert Method.get_tags(RclAgentMethod()) == Tags(modalities=frozenset())
+
+
+def test_a_failed_call_counts_against_the_instance_that_stopped_serving() -> None:
+    """`service:X` (a call that reached nothing) folds into X's one instance only when
+    that instance stopped serving almost entirely."""
+    from tracehound.rclagent.context import InstanceEvidence
+    from tracehound.rclagent.rules import _instance_key
+
+    data = _network_data()
+    with TelemetryStore.from_incident(data) as store:
+        ctx = new_context(data.incident, store, use_logs=True, use_metrics=True)
+
+    def gone(share: float) -> InstanceEvidence:
+        return InstanceEvidence(
+            errors=0.0, silence=0.0, vanished=share, resource=0.0, resource_kind=None, note=""
+        )
+
+    assert _instance_key("service:b", ctx) == "service:b"
+    ctx.instance_evidence["b-1"] = gone(0.57)
+    assert _instance_key("service:b", ctx) == "service:b"
+    ctx.instance_evidence["b-1"] = gone(1.0)
+    assert _instance_key("service:b", ctx) == "b-1"
+    assert _instance_key("c-1", ctx) == "c-1"

@@ -30,6 +30,7 @@ from tracehound.rclagent.context import (
     silence_params,
     wide_silence,
 )
+from tracehound.rclagent.tools import EDGE_FLOOR_MS, MAD_K, RELATIVE_FLOOR
 from tracehound.store import TelemetryStore
 
 _INT64_MIN = -(2**63)
@@ -92,6 +93,7 @@ def fill_context(store: TelemetryStore, ctx: IncidentContext, trace_ids: list[st
     if trace_ids:
         _operation_baselines(store, ctx, trace_ids)
         _edge_baselines(store, ctx, trace_ids)
+        _edge_sides(store, ctx)
         _activity(store, ctx)
         if ctx.use_logs:
             _span_logs(store, ctx, trace_ids)
@@ -159,6 +161,67 @@ def _edge_baselines(store: TelemetryStore, ctx: IncidentContext, trace_ids: list
     ctx.edge_base = {
         (r["ps"], r["po"], r["cs"], r["co"]): EdgeBaseline(
             n=int(r["n"]), median_ms=float(r["mg"]), mad_ms=float(r["mad"])
+        )
+        for r in found
+    }
+
+
+#: Least calls an instance must have made (or received) in the incident window for its
+#: share of slow calls to count.
+EDGE_SIDE_MIN_CALLS = 3
+
+
+def _edge_sides(store: TelemetryStore, ctx: IncidentContext) -> None:
+    """Per instance: which share of its outgoing calls, and of its incoming calls, were
+    slow on the wire in the incident window.
+
+    A call is a cross-instance parent with a single child (as in `_edge_baselines`); it is
+    slow when its client-minus-server time exceeds the bound `tools.excess_ms` uses for the
+    same operation pair's baseline. Network trouble at an instance slows every call into
+    (or out of) it while its peers' other calls stay normal, so these shares tell which
+    end of a slow call the delay belongs to (`tools.edge_timing`).
+    """
+    b, w = ctx.baseline, ctx.window
+    edges = """
+        {n}_k AS (SELECT trace_id, parent_span_id, count(*) AS k FROM {n}_sp
+                  WHERE parent_span_id IS NOT NULL GROUP BY ALL),
+        {n}_e AS (
+          SELECT p.service AS ps, p.operation AS po, c.service AS cs, c.operation AS co,
+                 p.instance AS pi, c.instance AS ci,
+                 (p.duration_ns - c.duration_ns) / {ms} AS g
+          FROM {n}_sp c
+          JOIN {n}_sp p ON p.trace_id = c.trace_id AND p.span_id = c.parent_span_id
+          JOIN {n}_k k ON k.trace_id = p.trace_id AND k.parent_span_id = p.span_id
+          WHERE p.instance <> c.instance AND k.k = 1)"""
+    found = rows(
+        store,
+        f"""
+        WITH {windowed_spans_cte("b")}, {windowed_spans_cte("i")},
+        {edges.format(n="b", ms=NS_PER_MS)}, {edges.format(n="i", ms=NS_PER_MS)},
+        bm AS (SELECT ps, po, cs, co, median(g) AS mg FROM b_e GROUP BY ALL),
+        bs AS (SELECT ps, po, cs, co, any_value(mg) AS mg, median(abs(g - mg)) AS mad
+               FROM b_e JOIN bm USING (ps, po, cs, co) GROUP BY ALL),
+        ix AS (
+          SELECT i_e.pi, i_e.ci,
+                 CASE WHEN i_e.g > greatest(bs.mg + ? * 1.4826 * bs.mad, bs.mg * (1 + ?),
+                                            bs.mg + ?) THEN 1 ELSE 0 END AS slow
+          FROM i_e JOIN bs USING (ps, po, cs, co)),
+        sides AS (SELECT pi AS instance, slow AS os, 1 AS o, 0 AS isl, 0 AS i FROM ix
+                  UNION ALL SELECT ci, 0, 0, slow, 1 FROM ix)
+        SELECT instance, sum(os) AS slow_out, sum(o) AS n_out, sum(isl) AS slow_in,
+               sum(i) AS n_in
+        FROM sides GROUP BY instance ORDER BY instance
+        """,
+        [b.start_ns, b.end_ns, w.start_ns, w.end_ns, MAD_K, RELATIVE_FLOOR, EDGE_FLOOR_MS],
+    )
+
+    def share(slow: int, n: int) -> float:
+        return slow / n if n >= EDGE_SIDE_MIN_CALLS else 0.0
+
+    ctx.edge_sides = {
+        r["instance"]: (
+            share(int(r["slow_out"]), int(r["n_out"])),
+            share(int(r["slow_in"]), int(r["n_in"])),
         )
         for r in found
     }

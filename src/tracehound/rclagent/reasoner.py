@@ -69,6 +69,8 @@ class Signals:
     self_time: float = 0.0
     latency: float = 0.0
     edge: float = 0.0
+    #: which share of the edge's delay is the callee's (`tools.EdgeTiming.callee_share`)
+    edge_callee_share: float = 0.5
     resource: float = 0.0
     resource_kind: str | None = None
     #: (service, instance) named by its error lines; instance empty for a service name

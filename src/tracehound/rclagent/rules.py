@@ -17,8 +17,10 @@ Phase 1 (`verify`), per span, from its tools:
     weight, of its node) beyond baseline; latency and error-rate series are symptoms and
     are not counted;
   - *edge delay* (`edge_delay`): the client-minus-server time of the call into the span
-    beyond its baseline; it is split between the two instances of the edge, and summed
-    over edges, so the instance that slow edges share collects it;
+    beyond its baseline; it is split between the two instances of the edge, by how many
+    of the caller's other calls and of the callee's other incoming calls were slow too
+    (incident-wide), and summed over edges, so the instance that slow edges share
+    collects it;
   - *latency only* (`latency_only`): a slow span with nothing else is a victim (weak).
 
 Phase 2 (`consolidate`), bottom-up, blame moves to the deepest span with strong
@@ -131,6 +133,7 @@ class RuleReasoner:
             self_time=saturate(timing.self_excess_ms, w.self_half_ms),
             latency=saturate(timing.latency_excess_ms, w.latency_half_ms),
             edge=saturate(edge.excess_ms, w.edge_half_ms) if edge else 0.0,
+            edge_callee_share=edge.callee_share if edge else 0.5,
             resource=resource,
             resource_kind=kind,
             mentions=_resolve(tools.ctx, logs.mentions) if logs else (),
@@ -169,8 +172,12 @@ class RuleReasoner:
                 edge_ev[key] = edge_ev.get(key, ()) + child.edge_evidence.get(key, ())
         if s.edge > 0 and finding.caller is not None:
             ev = s.evidence.get("edge", ())
-            for inst in {finding.caller.instance, span.instance}:
-                edges[inst] = edges.get(inst, 0.0) + 0.5 * w.edge_delay * s.edge
+            sides = (
+                (finding.caller.instance, 1.0 - s.edge_callee_share),
+                (span.instance, s.edge_callee_share),
+            )
+            for inst, part in sides:
+                edges[inst] = edges.get(inst, 0.0) + part * w.edge_delay * s.edge
                 edge_ev[inst] = edge_ev.get(inst, ()) + ev
         below_error = any(c.error_chain for c in child_reports)
         error = w.error_logs * s.error + (w.error_status if s.status_error and not s.error else 0)
@@ -319,8 +326,11 @@ class RuleReasoner:
         for trace_id, report in root_reports:
             combined: dict[str, tuple[float, Blame | None]] = {}
             for key, blamed in report.blame.items():
-                combined[key] = (blamed.score, blamed)
+                key = _instance_key(key, ctx)
+                if key not in combined or blamed.score > combined[key][0]:
+                    combined[key] = (blamed.score, blamed)
             for key, value in report.edge_blame.items():
+                key = _instance_key(key, ctx)
                 edge = min(w.edge_delay, value)
                 before, blamed_or_none = combined.get(key, (0.0, None))
                 combined[key] = (before + edge, blamed_or_none)
@@ -390,6 +400,32 @@ class RuleReasoner:
 
 def _edge_note(edge: float) -> str:
     return f"endpoint of slow calls (edge weight {edge:.2f})" if edge > 0 else ""
+
+
+#: How completely an instance must have stopped serving (`InstanceEvidence.vanished`) for
+#: a call that failed without reaching its service to be counted against that instance.
+UNREACHABLE_VANISHED = 0.9
+
+
+def _instance_key(key: str, ctx: IncidentContext) -> str:
+    """The instance a service-level blame key (a call that failed without reaching its
+    callee) stands for, when the data says so: the one instance of that service that
+    stopped serving almost entirely (`UNREACHABLE_VANISHED`). A request's blame and the
+    incident-wide evidence of that instance (its vanishing, its callers' errors naming
+    it) then add up instead of competing as two suspects. Otherwise the key as it is: a
+    callee that still served most calls was reachable, and the failed call may be its
+    caller's doing."""
+    if not key.startswith("service:"):
+        return key
+    service = key.removeprefix("service:")
+    gone = [
+        i
+        for i, s in sorted(ctx.instance_service.items())
+        if s == service
+        and (found := ctx.instance_evidence.get(i)) is not None
+        and found.vanished >= UNREACHABLE_VANISHED
+    ]
+    return gone[0] if len(gone) == 1 else key
 
 
 def _identify(key: str, item: Blame | None, ctx: IncidentContext) -> tuple[str, str]:

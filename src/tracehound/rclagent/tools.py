@@ -100,6 +100,9 @@ class EdgeTiming:
     baseline_ms: float | None
     excess_ms: float
     evidence: str
+    #: the share of the edge's delay that belongs to the callee: its share of slow incoming
+    #: calls against the caller's share of slow outgoing calls, incident-wide (0.5: even)
+    callee_share: float = 0.5
 
 
 def edge_timing(
@@ -122,9 +125,12 @@ def edge_timing(
         tool="edge_timing",
         value=extra,
     )
+    out_share = ctx.edge_sides.get(caller.instance, (0.0, 0.0))[0]
+    in_share = ctx.edge_sides.get(span.instance, (0.0, 0.0))[1]
     return EdgeTiming(
         caller_instance=caller.instance,
         callee_instance=span.instance,
+        callee_share=in_share / (in_share + out_share) if in_share + out_share > 0 else 0.5,
         gap_ms=gap,
         baseline_ms=base.median_ms if base else None,
         excess_ms=extra,
