@@ -342,3 +342,23 @@ def test_a_failed_call_counts_against_the_instance_that_stopped_serving() -> Non
     ctx.instance_evidence["b-1"] = gone(1.0)
     assert _instance_key("service:b", ctx) == "b-1"
     assert _instance_key("c-1", ctx) == "c-1"
+
+
+def test_a_call_that_reached_no_server_is_blamed_on_the_way_to_its_callee() -> None:
+    """Calls into b time out before b sees them (no server span): their time is edge time
+    toward b, which the usual callee's one instance takes, not the caller's own work."""
+    b = _Builder()
+    for k in range(12):
+        _fan(b, f"n{k}", T0 / MS + 10_000 + k * 1000, 1.0)
+    for k in range(4):
+        t = T0 / MS + 700_000 + k * 1000
+        b.span(f"s{k}", "r", None, "front-1", "GET /", t, 210)
+        b.span(f"s{k}", "fc", "r", "front-1", "call b", t + 1, 200)
+        b.span(f"s{k}", "fa", "r", "front-1", "call a", t + 1, 3)
+        b.span(f"s{k}", "as", "fa", "a-1", "a op", t + 2, 2)
+    data = b.data(Labels(service="b", instance="b-1", fault_type="network"))
+    with TelemetryStore.from_incident(data) as store:
+        result = RclAgentMethod().investigate(data.incident, store)
+    assert [c.name for c in result.ranking.instances[:2]] == ["b-1", "front-1"]
+    assert result.ranking.services[0].name == "b"
+    assert result.fault_type == "network"

@@ -71,6 +71,10 @@ class Signals:
     edge: float = 0.0
     #: which share of the edge's delay is the callee's (`tools.EdgeTiming.callee_share`)
     edge_callee_share: float = 0.5
+    #: time of a call that reached no server span (a client span without children), and
+    #: how it is shared between the caller's instance and the usual callees (keys)
+    unreached: float = 0.0
+    unreached_split: tuple[tuple[str, float], ...] = ()
     resource: float = 0.0
     resource_kind: str | None = None
     #: (service, instance) named by its error lines; instance empty for a service name

@@ -123,14 +123,29 @@ class RuleReasoner:
         )
         missing: tuple[str, ...] = ()
         failed = span.status == "error" or (logs is not None and logs.error_weight > 0)
-        if failed and not node.children and (node.is_client or span.kind == "client"):
-            missing = _usual_callees(tools.ctx, span.service, span.operation)
+        # a span without children whose operation usually calls another instance is a
+        # call (by kind or by structure) that reached nothing this time
+        callees: tuple[str, ...] = ()
+        if not node.children:
+            callees = _usual_callees(tools.ctx, span.service, span.operation)
+        if failed and (node.is_client or span.kind == "client"):
+            missing = callees
+        self_time = saturate(timing.self_excess_ms, w.self_half_ms)
+        unreached: tuple[tuple[str, float], ...] = ()
+        if callees and self_time > 0:
+            # a call that reached no server span spent its time on the way to the callee
+            # (a slow or broken network, a callee too slow to accept): edge time, not the
+            # caller's own work
+            unreached = _unreached_split(tools.ctx, span.instance, callees)
+            self_time = 0.0
         signals = Signals(
             error=min(1.0, logs.error_weight) if logs else 0.0,
             status_error=span.status == "error",
             crashed=logs.crashed if logs else False,
             silence=logs.silence if logs and logs.silence >= w.silence_min else 0.0,
-            self_time=saturate(timing.self_excess_ms, w.self_half_ms),
+            self_time=self_time,
+            unreached=saturate(timing.self_excess_ms, w.edge_half_ms) if unreached else 0.0,
+            unreached_split=unreached,
             latency=saturate(timing.latency_excess_ms, w.latency_half_ms),
             edge=saturate(edge.excess_ms, w.edge_half_ms) if edge else 0.0,
             edge_callee_share=edge.callee_share if edge else 0.5,
@@ -170,6 +185,11 @@ class RuleReasoner:
             for key, value in child.edge_blame.items():
                 edges[key] = edges.get(key, 0.0) + value
                 edge_ev[key] = edge_ev.get(key, ()) + child.edge_evidence.get(key, ())
+        if s.unreached > 0:
+            ev = s.evidence.get("timing", ())
+            for inst, part in s.unreached_split:
+                edges[inst] = edges.get(inst, 0.0) + part * w.edge_delay * s.unreached
+                edge_ev[inst] = edge_ev.get(inst, ()) + ev
         if s.edge > 0 and finding.caller is not None:
             ev = s.evidence.get("edge", ())
             sides = (
@@ -479,6 +499,27 @@ def _resolve(ctx: IncidentContext, names: tuple[str, ...]) -> tuple[tuple[str, s
     return tuple(
         (ctx.instance_service[n], n) if n in ctx.instance_service else (n, "") for n in names
     )
+
+
+def _unreached_split(
+    ctx: IncidentContext, caller: str, callees: tuple[str, ...]
+) -> tuple[tuple[str, float], ...]:
+    """How the time of a call that reached no server span is shared: between the caller's
+    instance and each usual callee (its one instance, else its service), by their
+    incident-wide shares of slow outgoing and incoming calls (`facts._edge_sides`), evenly
+    when neither shows any."""
+    out_share = ctx.edge_sides.get(caller, (0.0, 0.0))[0]
+    parts: list[tuple[str, float]] = []
+    callee_total = 0.0
+    for service in callees:
+        instances = [i for i, s in ctx.instance_service.items() if s == service]
+        key = instances[0] if len(instances) == 1 else f"service:{service}"
+        in_share = max((ctx.edge_sides.get(i, (0.0, 0.0))[1] for i in instances), default=0.0)
+        share = in_share / (in_share + out_share) if in_share + out_share > 0 else 0.5
+        part = share / len(callees)
+        parts.append((key, part))
+        callee_total += part
+    return ((caller, 1.0 - callee_total), *parts)
 
 
 def _usual_callees(ctx: IncidentContext, service: str, operation: str) -> tuple[str, ...]:
