@@ -33,7 +33,7 @@ from tracehound.llm.session import Budget, LLMSession
 from tracehound.llm.types import Completion, Request, ToolCall, Usage
 from tracehound.rclagent import RclAgentMethod
 from tracehound.rclagent.evidence import EvidenceLedger
-from tracehound.rclagent.llm_reasoner import EACH
+from tracehound.rclagent.llm_loop import EACH
 from tracehound.rclagent.steps import StepRuleReasoner, investigate_run
 from tracehound.rclagent.steps.llm import (
     TEXT_HEAD,

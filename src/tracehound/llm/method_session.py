@@ -1,10 +1,10 @@
 """An LLM session from a method's LLM parameters (`llm`, `llm_model`, `llm_config`,
 `llm_record`, `llm_replay`, `llm_max_calls`), the environment and the config file.
 
-Methods that always ask a model (the Who&When protocols) take the same LLM parameters as
-rclagent and open their session here: the parameters act as flags (highest precedence,
-`llm.config`), and ``llm="local"`` runs the packaged local model (`llm.local`) for the
-session unless one already answers on its port.
+Every method that asks a model (rclagent's LLM reasoners, the Who&When protocols) takes
+these parameters and opens its session here (`session_for`): the parameters act as flags
+(highest precedence, `llm.config`), and ``llm="local"`` runs the packaged local model
+(`llm.local`) for the session unless one already answers on its port.
 
 `backend_override` is the seam for tests and the conformance suite: inside it, every
 session opened in the same thread (or task) talks to the given backend instead of the
@@ -14,15 +14,16 @@ configured one, so a method can be exercised against a scripted model with no se
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from contextvars import ContextVar
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
+from tracehound.llm import session as llm_session
 from tracehound.llm.backend import Backend
 from tracehound.llm.config import LLMConfig, resolve_config
 from tracehound.llm.replay import RecordingBackend
-from tracehound.llm.session import Budget, LLMSession, open_session
+from tracehound.llm.session import Budget, LLMSession
 
 _OVERRIDE: ContextVar[Backend | None] = ContextVar("tracehound_llm_backend", default=None)
 
@@ -35,6 +36,32 @@ def backend_override(backend: Backend) -> Iterator[Backend]:
         yield backend
     finally:
         _OVERRIDE.reset(token)
+
+
+class LLMParameters(Protocol):
+    """A method's LLM parameters, as `__init__` stored them (module docstring)."""
+
+    llm: str | None
+    llm_model: str | None
+    llm_config: str | None
+    llm_record: str | None
+    llm_replay: str | None
+    llm_max_calls: int | None
+
+
+def session_for(
+    method: LLMParameters, *, local_max_tokens: int | None = None
+) -> AbstractContextManager[LLMSession]:
+    """`method_session` for the LLM parameters `method` holds."""
+    return method_session(
+        llm=method.llm,
+        llm_model=method.llm_model,
+        llm_config=method.llm_config,
+        llm_record=method.llm_record,
+        llm_replay=method.llm_replay,
+        llm_max_calls=method.llm_max_calls,
+        local_max_tokens=local_max_tokens,
+    )
 
 
 @contextmanager
@@ -81,7 +108,8 @@ def method_session(
 
 def _open(config: LLMConfig, override: Backend | None) -> LLMSession:
     if override is None:
-        return open_session(config)
+        # looked up at call time, so that tests can script `open_session`
+        return llm_session.open_session(config)
     backend: Backend = override
     if config.record:
         backend = RecordingBackend(backend, path=config.record)

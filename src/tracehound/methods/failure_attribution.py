@@ -29,8 +29,7 @@ import hashlib
 import random
 import re
 from abc import abstractmethod
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from string import Template
 from typing import Any
@@ -38,6 +37,7 @@ from typing import Any
 from tracehound.errors import BudgetExceeded
 from tracehound.investigation import Investigation
 from tracehound.llm.backend import Backend
+from tracehound.llm.method_session import session_for
 from tracehound.llm.prompts import template_text
 from tracehound.llm.session import LLMSession
 from tracehound.llm.types import Completion, Message, Request
@@ -292,7 +292,7 @@ class _Protocol(Method):
         """Run the protocol; `stats` holds the prediction and the LLM accounting."""
         self.check_inputs(incident, store)
         question = self.question(incident, store)
-        with self._session() as session:
+        with session_for(self, local_max_tokens=LOCAL_MAX_TOKENS) as session:
             attribution = self.attribute(session, question, incident)
             llm_stats = session.stats()
         ranking = attribution_ranking(
@@ -318,21 +318,6 @@ class _Protocol(Method):
         if self.max_step_chars is None and self.llm == "local":
             return LOCAL_STEP_CHARS
         return self.max_step_chars
-
-    @contextmanager
-    def _session(self) -> Iterator[LLMSession]:
-        from tracehound.llm.method_session import method_session
-
-        with method_session(
-            llm=self.llm,
-            llm_model=self.llm_model,
-            llm_config=self.llm_config,
-            llm_record=self.llm_record,
-            llm_replay=self.llm_replay,
-            llm_max_calls=self.llm_max_calls,
-            local_max_tokens=LOCAL_MAX_TOKENS,
-        ) as session:
-            yield session
 
     @classmethod
     def conformance_model(cls) -> Backend | None:

@@ -11,8 +11,9 @@ look at its own span): `span_timing`, `instance_logs` (when logs are in use),
 `edge_timing` (only when a call leads into the span), `instance_metrics` and
 `node_metrics` (when metrics are in use), in that order. It runs at most
 `max_tool_rounds` rounds: with ``tool_choice="auto"`` the model picks the tools; with
-``"each"`` (`EACH`, for models that cannot pick, like the packaged local one) round *i*
-forces the *i*-th tool offered. The tools run through the `Toolbox` and come back as
+``"each"`` (`llm_loop.EACH`, for models that cannot pick, like the packaged local one)
+round *i* forces the *i*-th tool offered (the loop is `llm_loop`'s, shared with the step
+reasoners). The tools run through the `Toolbox` and come back as
 tool messages (`llm_tools.SpanTools`): compact text citing short evidence ids (``E1``,
 ``E2``, … standing for the ledger's ids), capped by the session. On the final turn no
 tools are offered and the answer must be a `SpanVerdict` (JSON, validated, one repair
@@ -68,11 +69,9 @@ result with source "rule". The ambiguous span keys are listed in `stats.llm`.
 
 from __future__ import annotations
 
-import json
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -80,16 +79,24 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     field_validator,
 )
 
-from tracehound.errors import LLMError
 from tracehound.llm.prompts import render
-from tracehound.llm.session import BudgetExceeded, LLMSession
-from tracehound.llm.types import Message, Request
+from tracehound.llm.session import LLMSession
+from tracehound.llm.types import Message
 from tracehound.model import FAULT_TYPES, Finding
 from tracehound.rclagent.context import IncidentContext
+from tracehound.rclagent.llm_loop import (
+    LLM,
+    RULE,
+    InvalidAnswer,
+    ModelAgents,
+    Outcomes,
+    SentToModel,
+    cited_evidence,
+    hybrid_stats,
+)
 from tracehound.rclagent.llm_tools import SpanTools, flat
 from tracehound.rclagent.reasoner import (
     Blame,
@@ -112,23 +119,9 @@ LOCAL_BOOST = 0.1
 #: RERANK_FLOOR * the best score.
 RERANK_MAX = 5
 RERANK_FLOOR = 0.5
-#: Fallback reasons listed in `stats.llm.fallbacks` at most.
-LISTED_FALLBACKS = 20
 
-#: `tool_choice` that forces the offered tools one per round, in the order offered, for
-#: models that cannot choose tools themselves (the packaged local model ignores tools
-#: unless one is forced); the model still judges what they return.
-EACH = "each"
-
-LLM = "llm"
-RULE = "rule"
 NOTHING_TO_CONSOLIDATE = "rule (nothing to consolidate)"
 NOTHING_TO_SYNTHESIZE = "rule (nothing to synthesize)"
-
-
-def fallback_source(reason: str) -> str:
-    """The source of a result the rules supplied because the model's failed."""
-    return f"rule (fallback: {reason})"
 
 
 # -- the typed answers ---------------------------------------------------------------
@@ -204,50 +197,6 @@ def _fault_type(value: str) -> str:
     return lowered
 
 
-class InvalidAnswer(LLMError):
-    """An answer that fits the schema but names something the model was not offered."""
-
-
-# -- outcomes ------------------------------------------------------------------------
-
-
-class Outcomes:
-    """Who produced each agent's result: "llm", "rule…" or "rule (fallback: …)"."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._by_agent: dict[str, str] = {}
-
-    def record(self, agent: str, source: str) -> None:
-        with self._lock:
-            self._by_agent[agent] = source
-
-    def snapshot(self) -> dict[str, str]:
-        with self._lock:
-            return dict(sorted(self._by_agent.items()))
-
-    def summary(self) -> dict[str, Any]:
-        """Counts and the first `LISTED_FALLBACKS` fallbacks, sorted by agent."""
-        items = self.snapshot()
-        prefix = fallback_source("")[:-1]
-        fallbacks = [
-            {"agent": agent, "reason": source[len(prefix) : -1]}
-            for agent, source in items.items()
-            if source.startswith(prefix)
-        ]
-        return {
-            "agents_llm": sum(1 for s in items.values() if s == LLM),
-            "agents_fallback": len(fallbacks),
-            "agents_rule": len(items) - len(fallbacks) - sum(1 for s in items.values() if s == LLM),
-            "fallbacks": fallbacks[:LISTED_FALLBACKS],
-        }
-
-
-_T = TypeVar("_T")
-_A = TypeVar("_A", bound=BaseModel)
-_R = TypeVar("_R", SpanFinding, LocalReport)
-
-
 def _agent(kind: str, span_finding: SpanFinding) -> str:
     return f"{kind}:{span_finding.node.span.trace_id}:{span_finding.key}"
 
@@ -255,29 +204,8 @@ def _agent(kind: str, span_finding: SpanFinding) -> str:
 # -- the LLM reasoner ----------------------------------------------------------------
 
 
-class LLMReasoner:
+class LLMReasoner(ModelAgents[RuleReasoner]):
     """The rclagent reasoner with a model judging the rules' evidence (module docstring)."""
-
-    def __init__(
-        self,
-        session: LLMSession,
-        fallback: RuleReasoner,
-        *,
-        max_tool_rounds: int = 2,
-        tool_choice: str = "auto",
-    ) -> None:
-        if tool_choice not in ("auto", EACH):
-            raise LLMError(f"tool_choice must be 'auto' or {EACH!r}, not {tool_choice!r}")
-        self.session = session
-        self.fallback = fallback
-        self.max_tool_rounds = max_tool_rounds
-        self.tool_choice = tool_choice
-        self.outcomes = Outcomes()
-        self._exhausted = threading.Event()
-
-    def llm_stats(self) -> dict[str, Any]:
-        """The reasoner's part of `stats.llm`."""
-        return {"reasoner": "llm", **self.outcomes.summary()}
 
     # -- phase 1 -------------------------------------------------------------------
 
@@ -289,10 +217,9 @@ class LLMReasoner:
         agent = _agent("verify", rule)
         answer = self._guarded(lambda: self._span_verdict(ctx, tools, agent))
         if isinstance(answer, str):
-            return self._fell_back(agent, answer, rule)
+            return replace(rule, source=self._fall_back(agent, answer))
         verdict, aliases = answer
         span = ctx.node.span
-        evidence = [aliases[e] for e in _alias_keys(verdict.evidence) if e in aliases]
         finding = Finding(
             span_id=rule.finding.span_id,
             service=span.service,
@@ -302,7 +229,7 @@ class LLMReasoner:
             metric_anomaly=verdict.metric_anomaly,
             symptoms=[s for s in verdict.key_symptoms if s],
             hypothesis=verdict.hypothesis,
-            evidence=list(dict.fromkeys(evidence)),
+            evidence=cited_evidence(verdict.evidence, aliases),
         )
         self.outcomes.record(agent, LLM)
         return replace(rule, finding=finding, signals=gate(rule.signals, verdict), source=LLM)
@@ -323,46 +250,7 @@ class LLMReasoner:
         )
         messages = [Message("system", render("span_system")), Message("user", user)]
         box = SpanTools(ctx, tools)
-        for turn in range(self.max_tool_rounds):
-            choice = self.tool_choice
-            if choice == EACH:
-                if turn >= len(box.specs):
-                    break
-                choice = box.specs[turn].name
-            completion = self.session.complete(
-                Request(
-                    tuple(messages),
-                    max_tokens=self.session.max_tokens,
-                    tools=box.specs,
-                    tool_choice=choice,
-                ),
-                agent=agent,
-            )
-            if not completion.tool_calls:
-                early = _inline_verdict(completion.content)
-                if early is not None:
-                    return early, box.aliases
-                if completion.content.strip():
-                    messages.append(Message("assistant", completion.content[:1000]))
-                break
-            # the turn also says in words what it called: chat templates that ignore
-            # `tool_calls` (the packaged local model's) would show an empty turn
-            said = completion.content or "Calling " + ", ".join(
-                c.name for c in completion.tool_calls
-            )
-            messages.append(Message("assistant", said, tool_calls=completion.tool_calls))
-            for call in completion.tool_calls:
-                output = self.session.cap_tool_output(box.run(call.name))
-                messages.append(Message("tool", output, tool_call_id=call.id, name=call.name))
-        messages.append(Message("user", render("span_answer")))
-        schema = SpanVerdict.model_json_schema()
-        cited = schema["properties"]["evidence"]
-        if box.aliases:
-            cited["items"]["enum"] = list(box.aliases)
-        else:
-            cited["maxItems"] = 0
-        verdict = self._json(messages, SpanVerdict, agent, schema=schema)
-        return verdict, box.aliases
+        return self._verdict_with_tools(messages, box, "span_answer", SpanVerdict, agent)
 
     # -- phase 2 -------------------------------------------------------------------
 
@@ -384,7 +272,7 @@ class LLMReasoner:
             lambda: self._local_verdict(finding, child_reports, candidates, agent)
         )
         if isinstance(answer, str):
-            return self._fell_back(agent, answer, rule)
+            return replace(rule, source=self._fall_back(agent, answer))
         self.outcomes.record(agent, LLM)
         return apply_local(rule, answer)
 
@@ -450,7 +338,7 @@ class LLMReasoner:
             return suspects
         answer = self._guarded(lambda: self._synthesis_verdict(root_reports, shown, agent))
         if isinstance(answer, str):
-            self.outcomes.record(agent, fallback_source(answer))
+            self._fall_back(agent, answer)
             return suspects
         self.outcomes.record(agent, LLM)
         return apply_synthesis(suspects, answer)
@@ -481,48 +369,6 @@ class LLMReasoner:
         if not any(key in known for key in verdict.ranking):
             raise InvalidAnswer("the ranking names none of the suspects shown")
         return verdict
-
-    # -- plumbing ------------------------------------------------------------------
-
-    def _json(
-        self,
-        messages: Sequence[Message],
-        model: type[_A],
-        agent: str,
-        *,
-        schema: dict[str, Any] | None = None,
-    ) -> _A:
-        request = Request(
-            tuple(messages),
-            max_tokens=self.session.max_tokens,
-            tool_choice="none",
-            json_schema=schema if schema is not None else model.model_json_schema(),
-        )
-        answer = self.session.complete_json(request, model, agent=agent)
-        if not isinstance(answer, model):
-            raise InvalidAnswer(f"the session returned {type(answer).__name__}")
-        return answer
-
-    def _guarded(self, ask: Callable[[], _T]) -> _T | str:
-        """`ask()`, or the reason it failed (budget, call, answer) as a string."""
-        if self._exhausted.is_set():
-            return "budget exhausted"
-        try:
-            return ask()
-        except BudgetExceeded:
-            self._exhausted.set()
-            return "budget exhausted"
-        except InvalidAnswer as exc:
-            return f"invalid answer: {flat(str(exc))}"
-        except LLMError as exc:
-            return f"LLMError: {flat(str(exc))}"
-        except ValidationError as exc:
-            return f"invalid answer: {flat(str(exc.errors()[0].get('msg', exc)))}"
-
-    def _fell_back(self, agent: str, reason: str, rule: _R) -> _R:
-        source = fallback_source(reason)
-        self.outcomes.record(agent, source)
-        return replace(rule, source=source)
 
 
 # -- applying verdicts ---------------------------------------------------------------
@@ -611,22 +457,6 @@ def apply_synthesis(suspects: list[SuspectScore], verdict: SynthesisVerdict) -> 
     return [moved.get(id(s), s) for s in suspects]
 
 
-def _alias_keys(cited: list[str]) -> list[str]:
-    """Cited ids as alias keys: ``e3``, ``[E3]`` and ``E3`` all read ``E3``."""
-    return [c.strip().strip("[]").strip().upper() for c in cited]
-
-
-def _inline_verdict(content: str) -> SpanVerdict | None:
-    """A verdict the model gave before its final turn, when the content is one."""
-    text = content.strip()
-    if not text.startswith("{"):
-        return None
-    try:
-        return SpanVerdict.model_validate(json.loads(text))
-    except (ValueError, ValidationError):
-        return None
-
-
 # -- the hybrid reasoner -------------------------------------------------------------
 
 #: A span's own evidence (the strongest of its error-log, silence, self-time and edge
@@ -703,8 +533,7 @@ class HybridReasoner:
         self.llm = LLMReasoner(
             session, fallback, max_tool_rounds=max_tool_rounds, tool_choice=tool_choice
         )
-        self._lock = threading.Lock()
-        self._ambiguous: set[str] = set()
+        self._sent = SentToModel()
 
     @property
     def outcomes(self) -> Outcomes:
@@ -712,23 +541,17 @@ class HybridReasoner:
 
     def ambiguous_spans(self) -> list[str]:
         """``<trace id>:<span key>`` of every span sent to the model, sorted."""
-        with self._lock:
-            return sorted(self._ambiguous)
+        return self._sent.keys()
 
     def llm_stats(self) -> dict[str, Any]:
-        return {
-            "reasoner": "hybrid",
-            **self.outcomes.summary(),
-            "ambiguous_spans": self.ambiguous_spans(),
-        }
+        return hybrid_stats(self.outcomes, self._sent)
 
     def verify(self, ctx: SpanContext, tools: Toolbox) -> SpanFinding:
         rule = self.fallback.verify(ctx, tools)
         if not ambiguous(rule.signals):
             self.outcomes.record(_agent("verify", rule), RULE)
             return replace(rule, source=RULE)
-        with self._lock:
-            self._ambiguous.add(f"{ctx.trace_id}:{rule.key}")
+        self._sent.add(f"{ctx.trace_id}:{rule.key}")
         return self.llm.verify_with(ctx, tools, rule)
 
     def consolidate(self, finding: SpanFinding, child_reports: list[LocalReport]) -> LocalReport:

@@ -27,15 +27,44 @@ def flat(text: str, limit: int = 160) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-class SpanTools:
+class CitingTools:
+    """Tools offered to a model without arguments, in the order of `runners` (name ->
+    description, runner), whose text cites evidence by short aliases (`_cite`)."""
+
+    def __init__(self, runners: dict[str, tuple[str, Callable[[], str]]]) -> None:
+        #: alias (``E1``) -> evidence id, for the ids the model cites
+        self.aliases: dict[str, str] = {}
+        self._alias_of: dict[str, str] = {}
+        self._runners = runners
+        self.specs = tuple(
+            ToolSpec(name, text, {"type": "object", "properties": {}})
+            for name, (text, _) in runners.items()
+        )
+
+    def run(self, name: str) -> str:
+        entry = self._runners.get(name)
+        if entry is None:
+            return f"unknown tool {name!r}; tools: {', '.join(self._runners)}"
+        return entry[1]()
+
+    def _cite(self, *ids: str) -> str:
+        """`` [E1, E2]`` for the evidence ids, numbering new ones in order of citation."""
+        names = []
+        for evidence_id in ids:
+            alias = self._alias_of.get(evidence_id)
+            if alias is None:
+                alias = self._alias_of[evidence_id] = f"E{len(self._alias_of) + 1}"
+                self.aliases[alias] = evidence_id
+            names.append(alias)
+        return f" [{', '.join(names)}]" if names else ""
+
+
+class SpanTools(CitingTools):
     """The tools one span agent is offered, run without arguments, citing short ids."""
 
     def __init__(self, ctx: SpanContext, tools: Toolbox) -> None:
         self.ctx = ctx
         self.tools = tools
-        #: alias (``E1``) -> evidence id, for the ids the model cites
-        self.aliases: dict[str, str] = {}
-        self._alias_of: dict[str, str] = {}
         runners: dict[str, tuple[str, Callable[[], str]]] = {
             "span_timing": (
                 "Latency, own time and status of this span against its normal values.",
@@ -62,28 +91,7 @@ class SpanTools:
                 "Metrics of the machine hosting this instance that moved beyond normal.",
                 lambda: self._metrics(tools.node_metrics(ctx.node.span.instance), "node"),
             )
-        self._runners = runners
-        self.specs = tuple(
-            ToolSpec(name, text, {"type": "object", "properties": {}})
-            for name, (text, _) in runners.items()
-        )
-
-    def run(self, name: str) -> str:
-        entry = self._runners.get(name)
-        if entry is None:
-            return f"unknown tool {name!r}; tools: {', '.join(self._runners)}"
-        return entry[1]()
-
-    def _cite(self, *ids: str) -> str:
-        """`` [E1, E2]`` for the evidence ids, numbering new ones in order of citation."""
-        names = []
-        for evidence_id in ids:
-            alias = self._alias_of.get(evidence_id)
-            if alias is None:
-                alias = self._alias_of[evidence_id] = f"E{len(self._alias_of) + 1}"
-                self.aliases[alias] = evidence_id
-            names.append(alias)
-        return f" [{', '.join(names)}]" if names else ""
+        super().__init__(runners)
 
     def _span_timing(self) -> str:
         t: SpanTiming = self.tools.span_timing(self.ctx.node)

@@ -48,13 +48,13 @@ name no service, and units are normalised at load time.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tracehound.errors import BadInput
 from tracehound.investigation import Investigation
+from tracehound.llm.method_session import session_for
 from tracehound.methods.base import Method, Tags
 from tracehound.model import Incident, Ranking
 from tracehound.rclagent.agents import RequestAnalysis, run_agents
@@ -70,7 +70,6 @@ from tracehound.rclagent.synthesis import build_investigation, metrics_ranking, 
 from tracehound.store import TelemetryStore
 
 if TYPE_CHECKING:
-    from tracehound.llm.config import LLMConfig
     from tracehound.llm.session import LLMSession
     from tracehound.rclagent.llm_reasoner import HybridReasoner, LLMReasoner
 
@@ -140,7 +139,7 @@ class RclAgentMethod(Method):
         rules = RuleReasoner(weights)
         if kind == "rule":
             return self._run(incident, store, rules, started)
-        with self._llm_session() as session:
+        with session_for(self, local_max_tokens=LOCAL_MAX_TOKENS) as session:
             reasoner = self._model_reasoner(kind, session, rules)
             result = self._run(incident, store, reasoner, started)
             llm_stats = {**session.stats(), **reasoner.llm_stats()}
@@ -217,11 +216,11 @@ class RclAgentMethod(Method):
                 use_ground_truth=self.use_ground_truth,
                 workers=self.workers,
             )
-        from tracehound.rclagent.llm_reasoner import EACH
+        from tracehound.rclagent.llm_loop import EACH
         from tracehound.rclagent.steps.llm import StepHybridReasoner, StepLLMReasoner
 
         local = self.llm == "local"
-        with self._llm_session() as session:
+        with session_for(self, local_max_tokens=LOCAL_MAX_TOKENS) as session:
             model = StepHybridReasoner if kind == "hybrid" else StepLLMReasoner
             reasoner = model(session, rules, tool_choice=EACH if local else "auto")
             result = investigate_run(
@@ -250,42 +249,12 @@ class RclAgentMethod(Method):
             )
         return self.reasoner
 
-    @contextmanager
-    def _llm_session(self) -> Iterator[LLMSession]:
-        """An LLM session from the parameters (as flags), the environment and the config
-        file; with ``llm="local"`` inside a running local model server, with the settings
-        that server needs (see `_local_config`)."""
-        from tracehound.llm.config import resolve_config
-        from tracehound.llm.session import open_session
-
-        flags: dict[str, Any] = {
-            "model": self.llm_model,
-            "record": self.llm_record,
-            "replay": self.llm_replay,
-            "max_calls": self.llm_max_calls,
-        }
-        local = self.llm == "local"
-        if self.llm is not None and not local:
-            flags["base_url"] = self.llm
-        with ExitStack() as stack:
-            if local:
-                flags.update(_local_flags(self.llm_model))
-                if not self.llm_replay:
-                    from tracehound.llm.local import local_server
-
-                    flags["base_url"] = stack.enter_context(local_server())
-            config = resolve_config(flags, config_path=self.llm_config)
-            if local:
-                config = _local_config(config)
-            session = open_session(config)
-            stack.callback(session.close)
-            yield session
-
     def _model_reasoner(
         self, kind: str, session: LLMSession, rules: RuleReasoner
     ) -> LLMReasoner | HybridReasoner:
         """The reasoner `kind` names, on `session`, falling back to `rules`."""
-        from tracehound.rclagent.llm_reasoner import EACH, HybridReasoner, LLMReasoner
+        from tracehound.rclagent.llm_loop import EACH
+        from tracehound.rclagent.llm_reasoner import HybridReasoner, LLMReasoner
 
         # the packaged local model ignores tools unless one is forced (`llm.local`)
         tool_choice = EACH if self.llm == "local" else "auto"
@@ -308,20 +277,3 @@ def _badness(ctx: IncidentContext) -> Callable[[SpanRow], float]:
 #: answers are short JSON objects, and a rambling answer at a few dozen tokens a second
 #: would cost seconds per agent.
 LOCAL_MAX_TOKENS = 192
-
-
-def _local_flags(model: str | None) -> dict[str, Any]:
-    """LLM flags for the packaged local model (`llm.local`): the OpenAI-compatible
-    backend, the model alias, and the JSON mode llama.cpp's server accepts."""
-    from tracehound.llm.local import JSON_MODE, MODEL_ALIAS
-
-    return {"backend": "openai", "model": model or MODEL_ALIAS, "json_mode": JSON_MODE}
-
-
-def _local_config(config: LLMConfig) -> LLMConfig:
-    """`config` with `LOCAL_MAX_TOKENS` when `max_tokens` was left at its default."""
-    from tracehound.llm.config import LLMConfig
-
-    if config.max_tokens == LLMConfig().max_tokens:
-        return replace(config, max_tokens=LOCAL_MAX_TOKENS)
-    return config

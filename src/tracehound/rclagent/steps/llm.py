@@ -37,32 +37,24 @@ They implement `StepReasoner` with a model in the loop and keep the step rule re
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from typing import Any
 
-from pydantic import ValidationError
-
-from tracehound.errors import LLMError
 from tracehound.llm.prompts import render
-from tracehound.llm.session import BudgetExceeded, LLMSession
-from tracehound.llm.types import Message, Request, ToolSpec
+from tracehound.llm.session import LLMSession
+from tracehound.llm.types import Message
 from tracehound.model import Finding
-from tracehound.rclagent.llm_reasoner import (
-    EACH,
+from tracehound.rclagent.llm_loop import (
     LLM,
     RULE,
-    EvidenceRefs,
-    InvalidAnswer,
-    Outcomes,
-    Sentence,
-    Symptoms,
-    _Answer,
-    fallback_source,
+    ModelAgents,
+    SentToModel,
+    cited_evidence,
+    hybrid_stats,
 )
-from tracehound.rclagent.llm_tools import flat
+from tracehound.rclagent.llm_reasoner import EvidenceRefs, Sentence, Symptoms, _Answer
+from tracehound.rclagent.llm_tools import CitingTools, flat
 from tracehound.rclagent.steps.rules import (
     StepFinding,
     StepReport,
@@ -112,7 +104,7 @@ def excerpt(text: str, head: int = TEXT_HEAD, tail: int = TEXT_TAIL) -> str:
     return f"{text[:head]}\n…[{cut} characters cut]…\n{text[len(text) - tail :]}"
 
 
-class StepTools:
+class StepTools(CitingTools):
     """The tools one step agent is offered, run without arguments, citing short ids.
 
     `first` names tools to offer right after `step_text` (the ones whose evidence the
@@ -122,64 +114,39 @@ class StepTools:
     def __init__(self, index: int, tools: StepToolbox, first: Iterable[str] = ()) -> None:
         self.index = index
         self.tools = tools
-        #: alias (``E1``) -> evidence id, for the ids the model cites
-        self.aliases: dict[str, str] = {}
-        self._alias_of: dict[str, str] = {}
         runners: dict[str, tuple[str, Callable[[], str]]] = {
             "step_text": ("The step's text (cut) and whether it writes code.", self._text),
-        }
-        if index == 0:
-            runners["task_statement"] = (
+            "task_statement": (
                 "Whether this first step states the run's task or another one.",
                 self._task,
-            )
-        runners["unverified_claims"] = (
-            "Assumptions, simulated or placeholder data the step uses.",
-            self._claims,
-        )
-        runners["code_execution"] = (
-            "The execution output of the step's code, and whether it failed.",
-            self._execution,
-        )
-        runners["contradiction"] = (
-            "Whether the step claims success right after failed execution output.",
-            self._contradiction,
-        )
-        runners["answer_origin"] = (
-            "Whether the step first states the value the run ends with.",
-            self._answer,
-        )
-        runners["failure_signals"] = (
-            "Error and failure signals in the step's text.",
-            self._failures,
-        )
+            ),
+            "unverified_claims": (
+                "Assumptions, simulated or placeholder data the step uses.",
+                self._claims,
+            ),
+            "code_execution": (
+                "The execution output of the step's code, and whether it failed.",
+                self._execution,
+            ),
+            "contradiction": (
+                "Whether the step claims success right after failed execution output.",
+                self._contradiction,
+            ),
+            "answer_origin": (
+                "Whether the step first states the value the run ends with.",
+                self._answer,
+            ),
+            "failure_signals": ("Error and failure signals in the step's text.", self._failures),
+        }
+        if index != 0:
+            del runners["task_statement"]
         front = {name for name in first if name in runners}
         order = sorted(runners, key=lambda n: (n != "step_text", n not in front))
-        self._runners = {name: runners[name] for name in order}
-        self.specs = tuple(
-            ToolSpec(name, text, {"type": "object", "properties": {}})
-            for name, (text, _) in self._runners.items()
-        )
-
-    def run(self, name: str) -> str:
-        entry = self._runners.get(name)
-        if entry is None:
-            return f"unknown tool {name!r}; tools: {', '.join(self._runners)}"
-        return entry[1]()
-
-    def _cite(self, ids: Iterable[str]) -> str:
-        names = []
-        for evidence_id in ids:
-            alias = self._alias_of.get(evidence_id)
-            if alias is None:
-                alias = self._alias_of[evidence_id] = f"E{len(self._alias_of) + 1}"
-                self.aliases[alias] = evidence_id
-            names.append(alias)
-        return f" [{', '.join(names)}]" if names else ""
+        super().__init__({name: runners[name] for name in order})
 
     def _quotes(self, quotes: tuple[Quote, ...], ids: tuple[str, ...]) -> str:
         return "\n".join(
-            f'- {q.what}: "{flat(q.text)}"{self._cite((i,))}'
+            f'- {q.what}: "{flat(q.text)}"{self._cite(i)}'
             for q, i in zip(quotes, ids, strict=False)
         )
 
@@ -188,7 +155,7 @@ class StepTools:
         found = self.tools.step_text(self.index)
         kind = "tool output" if found.tool_output else "agent step"
         head = f"{kind}, {found.chars} characters" + (", writes code" if found.code else "")
-        return f"{head}{self._cite(found.evidence)}\n{excerpt(step.text)}"
+        return f"{head}{self._cite(*found.evidence)}\n{excerpt(step.text)}"
 
     def _failures(self) -> str:
         found = self.tools.failure_signals(self.index)
@@ -271,49 +238,12 @@ def ambiguous(signals: StepSignals) -> bool:
     )
 
 
-def _alias_keys(cited: Iterable[str]) -> list[str]:
-    """Cited ids as alias keys: ``e3``, ``[E3]`` and ``E3`` all read ``E3``."""
-    return [c.strip().strip("[]").strip().upper() for c in cited]
-
-
-def _inline_verdict(content: str) -> StepVerdict | None:
-    """A verdict the model gave before its final turn, when the content is one."""
-    text = content.strip()
-    if not text.startswith("{"):
-        return None
-    try:
-        return StepVerdict.model_validate(json.loads(text))
-    except (ValueError, ValidationError):
-        return None
-
-
 def _agent(run: AgentRun, span_id: str) -> str:
     return f"verify:{run.trace_id}:{span_id}"
 
 
-class StepLLMReasoner:
+class StepLLMReasoner(ModelAgents[StepRuleReasoner]):
     """A model judges each agent step's evidence (module docstring)."""
-
-    def __init__(
-        self,
-        session: LLMSession,
-        fallback: StepRuleReasoner,
-        *,
-        max_tool_rounds: int = 2,
-        tool_choice: str = "auto",
-    ) -> None:
-        if tool_choice not in ("auto", EACH):
-            raise LLMError(f"tool_choice must be 'auto' or {EACH!r}, not {tool_choice!r}")
-        self.session = session
-        self.fallback = fallback
-        self.max_tool_rounds = max_tool_rounds
-        self.tool_choice = tool_choice
-        self.outcomes = Outcomes()
-        self._exhausted = threading.Event()
-
-    def llm_stats(self) -> dict[str, Any]:
-        """The reasoner's part of `stats.llm`."""
-        return {"reasoner": "llm", **self.outcomes.summary()}
 
     # -- phase 1 -------------------------------------------------------------------
 
@@ -328,11 +258,8 @@ class StepLLMReasoner:
         agent = _agent(tools.run, rule.span_id)
         answer = self._guarded(lambda: self._verdict(index, tools, rule, agent))
         if isinstance(answer, str):
-            source = fallback_source(answer)
-            self.outcomes.record(agent, source)
-            return replace(rule, source=source)
+            return replace(rule, source=self._fall_back(agent, answer))
         verdict, aliases = answer
-        evidence = [aliases[e] for e in _alias_keys(verdict.evidence) if e in aliases]
         finding = Finding(
             span_id=rule.span_id,
             service=rule.agent,
@@ -341,7 +268,7 @@ class StepLLMReasoner:
             error_logs=rule.finding.error_logs,
             symptoms=[s for s in verdict.key_symptoms if s],
             hypothesis=verdict.hypothesis,
-            evidence=list(dict.fromkeys(evidence)),
+            evidence=cited_evidence(verdict.evidence, aliases),
         )
         self.outcomes.record(agent, LLM)
         return replace(rule, finding=finding, signals=gate(rule.signals, verdict), source=LLM)
@@ -376,72 +303,7 @@ class StepLLMReasoner:
         )
         messages = [Message("system", render("step_system")), Message("user", user)]
         box = StepTools(index, tools, first=rule_tools(rule.signals))
-        for turn in range(self.max_tool_rounds):
-            choice = self.tool_choice
-            if choice == EACH:
-                if turn >= len(box.specs):
-                    break
-                choice = box.specs[turn].name
-            completion = self.session.complete(
-                Request(
-                    tuple(messages),
-                    max_tokens=self.session.max_tokens,
-                    tools=box.specs,
-                    tool_choice=choice,
-                ),
-                agent=agent,
-            )
-            if not completion.tool_calls:
-                early = _inline_verdict(completion.content)
-                if early is not None:
-                    return early, box.aliases
-                if completion.content.strip():
-                    messages.append(Message("assistant", completion.content[:1000]))
-                break
-            # the turn also says in words what it called: chat templates that ignore
-            # `tool_calls` (the packaged local model's) would show an empty turn
-            said = completion.content or "Calling " + ", ".join(
-                c.name for c in completion.tool_calls
-            )
-            messages.append(Message("assistant", said, tool_calls=completion.tool_calls))
-            for call in completion.tool_calls:
-                output = self.session.cap_tool_output(box.run(call.name))
-                messages.append(Message("tool", output, tool_call_id=call.id, name=call.name))
-        messages.append(Message("user", render("step_answer")))
-        schema = StepVerdict.model_json_schema()
-        cited = schema["properties"]["evidence"]
-        if box.aliases:
-            cited["items"]["enum"] = list(box.aliases)
-        else:
-            cited["maxItems"] = 0
-        request = Request(
-            tuple(messages),
-            max_tokens=self.session.max_tokens,
-            tool_choice="none",
-            json_schema=schema,
-        )
-        verdict = self.session.complete_json(request, StepVerdict, agent=agent)
-        if not isinstance(verdict, StepVerdict):
-            raise InvalidAnswer(f"the session returned {type(verdict).__name__}")
-        return verdict, box.aliases
-
-    def _guarded(
-        self, ask: Callable[[], tuple[StepVerdict, dict[str, str]]]
-    ) -> tuple[StepVerdict, dict[str, str]] | str:
-        """`ask()`, or the reason it failed (budget, call, answer) as a string."""
-        if self._exhausted.is_set():
-            return "budget exhausted"
-        try:
-            return ask()
-        except BudgetExceeded:
-            self._exhausted.set()
-            return "budget exhausted"
-        except InvalidAnswer as exc:
-            return f"invalid answer: {flat(str(exc))}"
-        except LLMError as exc:
-            return f"LLMError: {flat(str(exc))}"
-        except ValidationError as exc:
-            return f"invalid answer: {flat(str(exc.errors()[0].get('msg', exc)))}"
+        return self._verdict_with_tools(messages, box, "step_answer", StepVerdict, agent)
 
 
 class StepHybridReasoner(StepLLMReasoner):
@@ -458,25 +320,18 @@ class StepHybridReasoner(StepLLMReasoner):
         super().__init__(
             session, fallback, max_tool_rounds=max_tool_rounds, tool_choice=tool_choice
         )
-        self._lock = threading.Lock()
-        self._ambiguous: set[str] = set()
+        self._sent = SentToModel()
 
     def ambiguous_spans(self) -> list[str]:
         """``<trace id>:<span id>`` of every step sent to the model, sorted."""
-        with self._lock:
-            return sorted(self._ambiguous)
+        return self._sent.keys()
 
     def llm_stats(self) -> dict[str, Any]:
-        return {
-            **super().llm_stats(),
-            "reasoner": "hybrid",
-            "ambiguous_spans": self.ambiguous_spans(),
-        }
+        return hybrid_stats(self.outcomes, self._sent)
 
     def verify(self, index: int, tools: StepToolbox) -> StepFinding:
         rule = self.fallback.verify(index, tools)
         if not ambiguous(rule.signals):
             return self._by_rule(tools.run, rule)
-        with self._lock:
-            self._ambiguous.add(f"{tools.run.trace_id}:{rule.span_id}")
+        self._sent.add(f"{tools.run.trace_id}:{rule.span_id}")
         return self.verify_with(index, tools, rule)
