@@ -128,6 +128,18 @@ class IncidentContext:
     #: incident-wide evidence per instance (the global evidence the synthesis weighs)
     instance_evidence: dict[str, InstanceEvidence] = field(default_factory=dict)
 
+    _callees: dict[tuple[str, str], tuple[str, ...]] | None = None
+
+    def usual_callees(self) -> dict[tuple[str, str], tuple[str, ...]]:
+        """(service, operation) → the services its calls reach in the baseline (from
+        `edge_base`), built once."""
+        if self._callees is None:
+            found: dict[tuple[str, str], set[str]] = {}
+            for ps, po, cs, _ in self.edge_base:
+                found.setdefault((ps, po), set()).add(cs)
+            self._callees = {key: tuple(sorted(names)) for key, names in found.items()}
+        return self._callees
+
     @property
     def base_seconds(self) -> float:
         return max(self.baseline.seconds, 1e-9)

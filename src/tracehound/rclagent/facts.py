@@ -175,44 +175,55 @@ def _edge_sides(store: TelemetryStore, ctx: IncidentContext) -> None:
     """Per instance: which share of its outgoing calls, and of its incoming calls, were
     slow on the wire in the incident window.
 
-    A call is a cross-instance parent with a single child (as in `_edge_baselines`); it is
-    slow when its client-minus-server time exceeds the bound `tools.excess_ms` uses for the
-    same operation pair's baseline. Network trouble at an instance slows every call into
+    A call is a cross-instance parent with a single child (as in `_edge_baselines`, whose
+    per-pair baselines it reuses); it is slow when its client-minus-server time exceeds
+    the bound `tools.excess_ms` uses. Network trouble at an instance slows every call into
     (or out of) it while its peers' other calls stay normal, so these shares tell which
     end of a slow call the delay belongs to (`tools.edge_timing`).
     """
-    b, w = ctx.baseline, ctx.window
-    edges = """
-        {n}_k AS (SELECT trace_id, parent_span_id, count(*) AS k FROM {n}_sp
-                  WHERE parent_span_id IS NOT NULL GROUP BY ALL),
-        {n}_e AS (
-          SELECT p.service AS ps, p.operation AS po, c.service AS cs, c.operation AS co,
-                 p.instance AS pi, c.instance AS ci,
-                 (p.duration_ns - c.duration_ns) / {ms} AS g
-          FROM {n}_sp c
-          JOIN {n}_sp p ON p.trace_id = c.trace_id AND p.span_id = c.parent_span_id
-          JOIN {n}_k k ON k.trace_id = p.trace_id AND k.parent_span_id = p.span_id
-          WHERE p.instance <> c.instance AND k.k = 1)"""
+    if not ctx.edge_base:
+        return
+    w = ctx.window
+    pairs = sorted(ctx.edge_base.items())
     found = rows(
         store,
         f"""
-        WITH {windowed_spans_cte("b")}, {windowed_spans_cte("i")},
-        {edges.format(n="b", ms=NS_PER_MS)}, {edges.format(n="i", ms=NS_PER_MS)},
-        bm AS (SELECT ps, po, cs, co, median(g) AS mg FROM b_e GROUP BY ALL),
-        bs AS (SELECT ps, po, cs, co, any_value(mg) AS mg, median(abs(g - mg)) AS mad
-               FROM b_e JOIN bm USING (ps, po, cs, co) GROUP BY ALL),
+        WITH bs AS (SELECT unnest(?) AS ps, unnest(?) AS po, unnest(?) AS cs, unnest(?) AS co,
+                           unnest(?) AS mg, unnest(?) AS mad),
+        c AS (SELECT trace_id, parent_span_id, service, operation, instance, duration_ns
+              FROM spans WHERE start_ns >= ? AND start_ns < ? AND parent_span_id IS NOT NULL),
+        k AS (SELECT trace_id, parent_span_id, count(*) AS k FROM c GROUP BY ALL),
         ix AS (
-          SELECT i_e.pi, i_e.ci,
-                 CASE WHEN i_e.g > greatest(bs.mg + ? * 1.4826 * bs.mad, bs.mg * (1 + ?),
-                                            bs.mg + ?) THEN 1 ELSE 0 END AS slow
-          FROM i_e JOIN bs USING (ps, po, cs, co)),
+          SELECT p.instance AS pi, c.instance AS ci,
+                 CASE WHEN (p.duration_ns - c.duration_ns) / {NS_PER_MS}
+                           > greatest(bs.mg + ? * 1.4826 * bs.mad, bs.mg * (1 + ?), bs.mg + ?)
+                      THEN 1 ELSE 0 END AS slow
+          FROM c
+          JOIN k USING (trace_id, parent_span_id)
+          JOIN (SELECT trace_id, span_id, service, operation, instance, duration_ns
+                FROM spans WHERE start_ns >= ? AND start_ns < ?) p
+            ON p.trace_id = c.trace_id AND p.span_id = c.parent_span_id
+          JOIN bs ON bs.ps = p.service AND bs.po = p.operation AND bs.cs = c.service
+                 AND bs.co = c.operation
+          WHERE k.k = 1 AND p.instance <> c.instance),
         sides AS (SELECT pi AS instance, slow AS os, 1 AS o, 0 AS isl, 0 AS i FROM ix
                   UNION ALL SELECT ci, 0, 0, slow, 1 FROM ix)
         SELECT instance, sum(os) AS slow_out, sum(o) AS n_out, sum(isl) AS slow_in,
                sum(i) AS n_in
         FROM sides GROUP BY instance ORDER BY instance
         """,
-        [b.start_ns, b.end_ns, w.start_ns, w.end_ns, MAD_K, RELATIVE_FLOOR, EDGE_FLOOR_MS],
+        [
+            *(list(column) for column in zip(*(key for key, _ in pairs), strict=True)),
+            [base.median_ms for _, base in pairs],
+            [base.mad_ms for _, base in pairs],
+            w.start_ns,
+            w.end_ns,
+            MAD_K,
+            RELATIVE_FLOOR,
+            EDGE_FLOOR_MS,
+            w.start_ns,
+            w.end_ns,
+        ],
     )
 
     def share(slow: int, n: int) -> float:

@@ -524,9 +524,7 @@ def _unreached_split(
 
 def _usual_callees(ctx: IncidentContext, service: str, operation: str) -> tuple[str, ...]:
     """Services the (service, operation) call reaches in the baseline."""
-    return tuple(
-        sorted({cs for (ps, po, cs, _) in ctx.edge_base if (ps, po) == (service, operation)})
-    )
+    return ctx.usual_callees().get((service, operation), ())
 
 
 def _finding(key: str, service: str, instance: str, s: Signals, self_excess: float) -> Finding:
