@@ -111,3 +111,25 @@ def test_row_objects_from_query_results(store: TelemetryStore) -> None:
     incident = tiny_incident().incident
     points = MetricPoint.rows(store.metric_series(incident.window, instance="db-1"))
     assert [p.value for p in points[:2]] == [90.0, 91.0]
+
+
+def test_derived_log_keys_are_filled_for_rows_other_writers_appended(tmp_path: Path) -> None:
+    """Rows appended with plain SQL (as the collector's writer does) get their level and
+    template from `derive`; a read-only store that lacks them is refused, not misread."""
+    from tracehound.errors import BadInput
+
+    path = tmp_path / "s.duckdb"
+    with TelemetryStore(path) as store:
+        store.con.execute(
+            "INSERT INTO logs (ts_ns, service, instance, level, message) "
+            "VALUES (1, 'a', 'a-1', 'Error', 'took 12 ms for 0xdeadbeefcafe')"
+        )
+    with TelemetryStore(path, read_only=True) as store, pytest.raises(BadInput, match="derived"):
+        store.derive()
+    with TelemetryStore(path) as store:
+        store.derive()
+        assert store.query("SELECT lvl, tpl FROM logs").to_pylist() == [
+            {"lvl": "error", "tpl": "took 0 ms for 0x<id>"}
+        ]
+    with TelemetryStore(path, read_only=True) as store:
+        store.derive()  # nothing lacking: no error

@@ -125,8 +125,25 @@ class TelemetryStore:
 
     def derive(self) -> None:
         """Compute the derived columns of rows that arrived without them (rows another
-        writer appended with plain SQL). A no-op on a read-only store."""
+        writer appended with plain SQL). A read-only store cannot be updated: it must
+        already hold them, else `BadInput` says how to get a store that does."""
         if self.read_only:
+            for name, derived in _DERIVED.items():
+                first = next(iter(derived))
+                try:
+                    lacking = self.con.sql(
+                        f"SELECT count(*) FROM {name} WHERE {first} IS NULL"
+                    ).fetchall()[0][0]
+                except duckdb.Error:
+                    lacking = -1  # written without the column at all
+                if lacking:
+                    raise BadInput(
+                        f"the store's {name} lack the derived keys analysis needs, and it "
+                        "is open read-only",
+                        file=self.path,
+                        hint="Open it writable, or copy it into memory with "
+                        "tracehound.otlp.filestore.snapshot (as `investigate --store` does).",
+                    )
             return
         for name, derived in _DERIVED.items():
             first = next(iter(derived))
