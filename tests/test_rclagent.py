@@ -35,7 +35,7 @@ def test_conformance() -> None:
 #: the labelled service and instance, and the predicted fault type. This is a regression
 #: record, not a target: the misses (rank 2, or a wrong type) are the engine's current state.
 SIMULATED = {
-    ("cpu", 1): (1, 1, "wrong_return"),
+    ("cpu", 1): (1, 1, "cpu"),
     ("cpu", 2): (1, 1, "cpu"),
     ("cpu", 3): (1, 1, "cpu"),
     ("memory", 1): (1, 1, "memory"),
