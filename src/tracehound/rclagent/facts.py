@@ -41,8 +41,9 @@ METRIC_RELATIVE_FLOOR = 0.10
 #: (half of it): a natural-unit scale learnt from the peers, so a series that was flat
 #: or merely noisy cannot outrank one that moved by many of the metric's usual units.
 PEER_FLOOR = 0.5
-#: A series that rises through the incident window this steadily (Kendall's tau of its
-#: rows against time, over at least `TREND_ROWS` rows on each side) and ends above the
+#: A series that rises through the incident window this steadily up to its peak
+#: (Kendall's tau of its rows against time, over at least `TREND_ROWS` rows on each
+#: side; rows after the peak, a restart after an OOM kill, do not count) and ends above the
 #: whole range it wandered in the baseline is measured against its own baseline spread
 #: (IQR, MAD) and a small share of its level (`TREND_FLOOR`), not against the relative
 #: and peer floors: a leak's steady climb is not noise, however small against the
@@ -521,7 +522,9 @@ def _series_stats(store: TelemetryStore, ctx: IncidentContext) -> dict[str, np.n
 
 
 def _steady(store: TelemetryStore, ctx: IncidentContext, keys: list[tuple[str, ...]]) -> set[int]:
-    """Which of the series (service, instance, node, name) rise steadily in the window."""
+    """Which of the series (service, instance, node, name) rise steadily in the window,
+    up to their peak: what follows a leak's peak is the restart after the kill, and a
+    sawtooth of climbs and restarts is a leak, not noise."""
     if not keys:
         return set()
     w = ctx.window
@@ -547,7 +550,8 @@ def _steady(store: TelemetryStore, ctx: IncidentContext, keys: list[tuple[str, .
     cuts = np.flatnonzero(np.diff(index)) + 1
     steady = set()
     for group, series in zip(np.split(index, cuts), np.split(values, cuts), strict=True):
-        if len(series) >= TREND_ROWS and _kendall_tau(series[:, None])[0] >= TREND_TAU:
+        climb = series[: int(np.argmax(series)) + 1]  # a leak climbs until the OOM kill
+        if len(climb) >= TREND_ROWS and _kendall_tau(climb[:, None])[0] >= TREND_TAU:
             steady.add(int(group[0]))
     return steady
 
