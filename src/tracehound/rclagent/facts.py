@@ -6,6 +6,8 @@ dict. Per-span detail is fetched only for the selected traces.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from tracehound.methods.metric_matrix import SeriesMatrix, series_matrix
@@ -53,6 +55,12 @@ TREND_ROWS = 6
 TREND_FLOOR = 0.02
 #: Least fall in an instance's share of spans that counts as having vanished.
 VANISHED_DROP = 0.5
+#: ... and the fall must be unlikely by chance: the Poisson probability of seeing as few
+#: spans as now, given the expected count, below this family-wise level divided by the
+#: number of instances compared (Bonferroni). An instance that ran 10 spans before and 4
+#: now fell by 60 %, which happens by chance 3 % of the time: among hundreds of
+#: instances, several do in any window.
+VANISHED_ALPHA = 0.05
 #: Weight of a vanished instance that no other component's error lines name (its callers
 #: would report refused connections if it had died).
 UNNAMED_VANISHED = 0.3
@@ -324,11 +332,8 @@ def _instance_evidence(store: TelemetryStore, ctx: IncidentContext) -> None:
             if strength > silence.get(instance, (0.0, ""))[0]:
                 silence[instance] = (strength, f"{operation}: {tpl}")
     blamed = named if ctx.use_logs else {}
-    vanished = _vanished(ctx)
-    if vanished:
-        vanished = {
-            i: v if named.get(i, 0.0) > 0 else UNNAMED_VANISHED * v for i, v in vanished.items()
-        }
+    drops = _vanished(ctx)
+    vanished = {i: v if named.get(i, 0.0) > 0 else UNNAMED_VANISHED * v for i, v in drops.items()}
     names = set(errors) | set(silence) | set(ctx.instance_metrics) | set(vanished) | set(blamed)
     for instance in sorted(names):
         error, error_tpl = errors.get(instance, (0.0, ""))
@@ -347,7 +352,7 @@ def _instance_evidence(store: TelemetryStore, ctx: IncidentContext) -> None:
             notes.append(f"{kind} up {resource:.1f} spreads")
         gone = vanished.get(instance, 0.0)
         if gone:
-            notes.append(f"{gone:.0%} fewer spans than its service's traffic predicts")
+            notes.append(f"{drops[instance]:.0%} fewer spans than its service's traffic predicts")
         pointed = blamed.get(instance, 0.0)
         if pointed:
             notes.append(f"named by {pointed:.1f} novel error line(s) of other services")
@@ -413,7 +418,7 @@ def _vanished(ctx: IncidentContext) -> dict[str, float]:
 
     A killed instance writes nothing: its share of its service's spans falls (for a
     service with one instance, its share of all spans). Needs at least 10 baseline spans;
-    drops under `VANISHED_DROP` are ignored.
+    drops under `VANISHED_DROP`, or that chance explains (`VANISHED_ALPHA`), are ignored.
     """
     totals: dict[str, tuple[int, int]] = {}
     replicas: dict[str, int] = {}
@@ -425,6 +430,7 @@ def _vanished(ctx: IncidentContext) -> dict[str, float]:
     system_now = sum(n for n, _ in ctx.activity.values())
     system_before = sum(b for _, b in ctx.activity.values())
     out: dict[str, float] = {}
+    level = VANISHED_ALPHA / max(1, len(ctx.activity))
     for instance, (now, before) in ctx.activity.items():
         service = ctx.instance_service.get(instance, "")
         peers_now, peers_before = totals[service]
@@ -434,9 +440,22 @@ def _vanished(ctx: IncidentContext) -> dict[str, float]:
             continue
         expected = before * peers_now / peers_before
         drop = 1.0 - now / expected if expected > 0 else 0.0
-        if drop >= VANISHED_DROP:
+        if drop >= VANISHED_DROP and _poisson_cdf(now, expected) < level:
             out[instance] = min(1.0, drop)
     return out
+
+
+def _poisson_cdf(k: int, mean: float) -> float:
+    """P(X <= k) for X ~ Poisson(mean), summed in log space; the normal approximation
+    (continuity-corrected) above a mean of 1,000, where the sum would be long."""
+    if mean > 1000:
+        return 0.5 * math.erfc(-(k + 0.5 - mean) / math.sqrt(2 * mean))
+    term = -mean  # log P(X = 0)
+    total = math.exp(term)
+    for i in range(1, int(k) + 1):
+        term += math.log(mean) - math.log(i)
+        total += math.exp(term)
+    return min(1.0, total)
 
 
 def _metric_segments(store: TelemetryStore, ctx: IncidentContext) -> list[tuple[int, int]]:
