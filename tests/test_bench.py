@@ -24,7 +24,7 @@ from tracehound.bench import (
     write_report,
 )
 from tracehound.bench.case import rank_of
-from tracehound.bench.metrics import spread, summarize_method
+from tracehound.bench.metrics import fault_class, spread, summarize_method
 from tracehound.bench.plots import accuracy_chart
 from tracehound.bench.runner import BenchRun
 from tracehound.errors import BadInput
@@ -56,6 +56,7 @@ def case(
     error: str | None = None,
     method: str = "m",
     seconds: float | None = 1.0,
+    predicted: str | None = None,
 ) -> CaseResult:
     return CaseResult(
         method=method,
@@ -69,6 +70,7 @@ def case(
         load_seconds=0.5,
         peak_rss_mb=100.0,
         error=error,
+        predicted_fault_type=predicted,
     )
 
 
@@ -139,6 +141,30 @@ def test_summary_counts_errors_as_misses_and_skips_unlabelled_levels() -> None:
     assert (summary.time_s.median, summary.time_s.max) == (1.0, 3.0)
     assert summary.peak_rss_mb == 100.0
     assert summary.errors == (("c", "RuntimeError: boom"),)
+
+
+def test_fault_type_accuracy_scores_classes_and_counts_misses() -> None:
+    cases = [
+        case("a", 1, fault_type="cpu_contention", predicted="cpu"),  # synonyms: a hit
+        case("b", 1, fault_type="network_delay", predicted="latency"),  # one class: a hit
+        case("c", 1, fault_type="Exception", predicted="error"),  # case ignored: a hit
+        case("d", 1, fault_type="return", predicted="error"),  # a miss
+        case("e", 1, fault_type="mem", predicted=None),  # no prediction: a miss
+        case("f", 1, fault_type="cpu", predicted="cpu", error="boom"),  # raised: a miss
+        case("g", 1, fault_type="disk", predicted="cpu"),  # no class: not scored
+        case("h", 1, fault_type=None, predicted="cpu"),  # unlabelled: not scored
+    ]
+    summary = summarize_method(cases)
+    assert (summary.overall.fault_type.n, summary.overall.fault_type.accuracy) == (6, 0.5)
+    by = summary.by_fault_type
+    assert (by["return"].fault_type.n, by["return"].fault_type.accuracy) == (1, 0.0)
+    assert (by["disk"].fault_type.n, by["disk"].fault_type.accuracy) == (0, None)
+    assert [fault_class(n) for n in ("pod-kill", "loss", "wrong_return", "f1")] == [
+        "unavailable",
+        "latency/network",
+        "wrong_return",
+        None,
+    ]
 
 
 def test_summarize_groups_by_method_sorted() -> None:

@@ -185,8 +185,11 @@ def test_bench_json_writes_results_chart_and_markdown(tmp_path: Path) -> None:
     [summary] = payload["results"]
     assert set(summary) == {
         "method", "dataset", "ground_truth", "n", "service", "instance", "span",
-        "by_fault_type", "by_system", "time_s", "load_time_s", "peak_rss_mb", "errors",
+        "fault_type", "by_fault_type", "by_system", "time_s", "load_time_s", "peak_rss_mb",
+        "errors",
     }  # fmt: skip
+    # random predicts no fault type: every labelled case is a miss
+    assert summary["fault_type"] == {"accuracy": 0.0, "n": 3}
     assert set(summary["service"]) == {"ac@1", "ac@3", "ac@5", "avg@5", "mrr", "n"}
     # simulated incidents carry no step label and no reference answer
     assert (summary["span"]["n"], summary["ground_truth"]) == (0, None)

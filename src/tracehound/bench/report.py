@@ -5,14 +5,18 @@ The JSON object is what `tracehound bench --json` prints and `results.json` hold
     {"version", "seed", "dataset",
      "results": [{"method", "dataset", "ground_truth", "n",
                   "service": LEVEL, "instance": LEVEL, "span": LEVEL,
-                  "by_fault_type": {type: {"n", "service", "instance", "span"}},
+                  "fault_type": {"accuracy", "n"},
+                  "by_fault_type": {type: {"n", "service", "instance", "span",
+                                           "fault_type"}},
                   "by_system": {...},
                   "time_s": {"median", "max"}, "load_time_s": {"median", "max"},
                   "peak_rss_mb", "errors": [{"incident", "message"}]}],
      "cases": [one row per case]}
 
 where LEVEL is {"ac@1", "ac@3", "ac@5", "avg@5", "mrr", "n"}; scores are null when no
-case is labelled at that level. For agent runs (Who&When), "service" is the agent level and
+case is labelled at that level. "fault_type" is the share of cases whose predicted fault
+type is in the class of the labelled one (`metrics.FAULT_CLASSES`), over the `n` cases
+whose label has a class. For agent runs (Who&When), "service" is the agent level and
 "span" the step level, and "ac@1" is the paper's accuracy; "ground_truth" is "with" or
 "without" when the method ran with or without the runs' reference answer, else null.
 Tables show the span level only when some case is labelled with a span.
@@ -29,7 +33,7 @@ from rich import box
 from rich.table import Table
 
 from tracehound.bench.case import CaseResult
-from tracehound.bench.metrics import GroupScores, LevelScores, MethodSummary, Spread
+from tracehound.bench.metrics import GroupScores, LevelScores, MethodSummary, Spread, TypeScores
 from tracehound.bench.plots import accuracy_chart
 from tracehound.bench.runner import BenchRun
 
@@ -59,13 +63,19 @@ def level_json(scores: LevelScores) -> dict[str, Any]:
 
 
 def group_json(scores: GroupScores) -> dict[str, Any]:
-    """{"n", "service", "instance", "span"} of a group of cases."""
+    """{"n", "service", "instance", "span", "fault_type"} of a group of cases."""
     return {
         "n": scores.n,
         "service": level_json(scores.service),
         "instance": level_json(scores.instance),
         "span": level_json(scores.span),
+        "fault_type": type_json(scores.fault_type),
     }
+
+
+def type_json(scores: TypeScores) -> dict[str, Any]:
+    """{"accuracy", "n"} of the fault-type scores."""
+    return {"accuracy": scores.accuracy, "n": scores.n}
 
 
 def ground_truth_json(setting: bool | None) -> str | None:
@@ -154,6 +164,7 @@ def _level_headers(prefix: str) -> list[str]:
 
 SCORE_HEADERS = [*_level_headers("svc"), *_level_headers("inst")]
 SPAN_HEADERS = _level_headers("span")
+TYPE_HEADERS = ["type acc.", "type n"]
 
 
 def has_spans(run: BenchRun) -> bool:
@@ -162,12 +173,15 @@ def has_spans(run: BenchRun) -> bool:
 
 
 def _score_headers(run: BenchRun) -> list[str]:
-    return [*SCORE_HEADERS, *SPAN_HEADERS] if has_spans(run) else SCORE_HEADERS
+    levels = [*SCORE_HEADERS, *SPAN_HEADERS] if has_spans(run) else SCORE_HEADERS
+    return [*levels, *TYPE_HEADERS]
 
 
 def _score_cells(scores: GroupScores, spans: bool = False) -> list[str]:
     cells = [*_level_cells(scores.service), *_level_cells(scores.instance)]
-    return [*cells, *_level_cells(scores.span)] if spans else cells
+    if spans:
+        cells += _level_cells(scores.span)
+    return [*cells, _number(scores.fault_type.accuracy), str(scores.fault_type.n)]
 
 
 def overview_table(run: BenchRun) -> tuple[list[str], list[list[str]]]:
@@ -214,6 +228,7 @@ def accuracy_table(run: BenchRun) -> Table:
     headers = ["method", "level", "n", *(f"AC@{k}" for k in REPORTED_K), "Avg@5", "MRR"]
     table = Table(*headers, title=f"accuracy on {run.dataset}", box=box.SIMPLE_HEAD)
     spans = has_spans(run)
+    blank = [""] * (len(REPORTED_K) + 1)
     for s in run.summaries:
         levels = [("service", s.overall.service), ("instance", s.overall.instance)]
         if spans:
@@ -221,6 +236,9 @@ def accuracy_table(run: BenchRun) -> Table:
         for level, scores in levels:
             cells = _level_cells(scores)  # the scores, then n
             table.add_row(s.label if level == "service" else "", level, cells[-1], *cells[:-1])
+        kind = s.overall.fault_type
+        if kind.n:  # the share of right fault types, in the AC@1 column
+            table.add_row("", "fault type", str(kind.n), _number(kind.accuracy), *blank)
     return _right_aligned(table, first=2)
 
 
