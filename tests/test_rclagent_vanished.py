@@ -64,3 +64,16 @@ def test_in_a_small_system_a_smaller_count_suffices() -> None:
     many = {f"s{k}-1": (20, 20) for k in range(199)}
     many["d-1"] = (1, 10)
     assert _vanished(_ctx(many)) == {}
+
+
+def test_chance_is_judged_on_traces_not_on_their_clumps_of_spans() -> None:
+    # 20 spans before in only 2 requests, none now: two requests that did not come
+    activity = {f"s{k}-1": (20, 20) for k in range(200)}
+    activity["rare-1"] = (0, 20)
+    ctx = _ctx(activity)
+    ctx.activity_traces = {i: (10, 10) for i in activity}
+    ctx.activity_traces["rare-1"] = (0, 2)
+    assert _vanished(ctx) == {}
+    # the same spans from 20 requests: their absence is no chance
+    ctx.activity_traces["rare-1"] = (0, 20)
+    assert _vanished(ctx) == {"rare-1": 1.0}

@@ -116,6 +116,8 @@ class IncidentContext:
     wide_silence: list[tuple[str, str, str, float]] | None = None
     #: spans each instance started in the incident and baseline windows
     activity: dict[str, tuple[int, int]] = field(default_factory=dict)
+    #: distinct traces that reached each instance in the incident and baseline windows
+    activity_traces: dict[str, tuple[int, int]] = field(default_factory=dict)
     #: per instance, the share of its outgoing and of its incoming calls in the incident
     #: window whose client-minus-server time exceeds the baseline (see `facts._edge_sides`)
     edge_sides: dict[str, tuple[float, float]] = field(default_factory=dict)

@@ -260,6 +260,20 @@ def _activity(store: TelemetryStore, ctx: IncidentContext) -> None:
         [w.start_ns, w.end_ns, b.start_ns, b.end_ns],
     )
     ctx.activity = {r["instance"]: (int(r["ni"]), int(r["nb"])) for r in found}
+    # distinct traces only where spans fell enough to matter (`_vanished`)
+    fell = [i for i, drop in _span_drops(ctx).items() if drop >= VANISHED_DROP]
+    if fell:
+        traced = rows(
+            store,
+            """
+            SELECT instance,
+                   count(DISTINCT trace_id) FILTER (WHERE start_ns >= ? AND start_ns < ?) AS ti,
+                   count(DISTINCT trace_id) FILTER (WHERE start_ns >= ? AND start_ns < ?) AS tb
+            FROM spans WHERE instance IN (SELECT unnest(?)) GROUP BY instance
+            """,
+            [w.start_ns, w.end_ns, b.start_ns, b.end_ns, fell],
+        )
+        ctx.activity_traces = {r["instance"]: (int(r["ti"]), int(r["tb"])) for r in traced}
 
 
 def _span_logs(store: TelemetryStore, ctx: IncidentContext, trace_ids: list[str]) -> None:
@@ -418,8 +432,28 @@ def _vanished(ctx: IncidentContext) -> dict[str, float]:
 
     A killed instance writes nothing: its share of its service's spans falls (for a
     service with one instance, its share of all spans). Needs at least 10 baseline spans;
-    drops under `VANISHED_DROP`, or that chance explains (`VANISHED_ALPHA`), are ignored.
+    drops under `VANISHED_DROP`, or that chance explains (`VANISHED_ALPHA`, judged on the
+    distinct traces that reached the instance, which arrive independently while one
+    trace's spans come in clumps), are ignored.
     """
+    out: dict[str, float] = {}
+    level = VANISHED_ALPHA / max(1, len(ctx.activity))
+    ratios = _peer_ratios(ctx)
+    for instance, drop in _span_drops(ctx).items():
+        if drop < VANISHED_DROP:
+            continue
+        # requests arrive independently, spans in clumps of a request's calls: chance is
+        # judged on the requests (traces) that reached the instance
+        traces_now, traces_before = ctx.activity_traces.get(instance, ctx.activity[instance])
+        if _poisson_cdf(traces_now, traces_before * ratios[instance]) < level:
+            out[instance] = min(1.0, drop)
+    return out
+
+
+def _peer_ratios(ctx: IncidentContext) -> dict[str, float]:
+    """Per instance, how its peers' span count changed (now / before): the other
+    instances of its service, or the whole system for a service with one instance;
+    0.0 when the peers ran nothing before."""
     totals: dict[str, tuple[int, int]] = {}
     replicas: dict[str, int] = {}
     for instance, (now, before) in ctx.activity.items():
@@ -429,19 +463,25 @@ def _vanished(ctx: IncidentContext) -> dict[str, float]:
         replicas[service] = replicas.get(service, 0) + 1
     system_now = sum(n for n, _ in ctx.activity.values())
     system_before = sum(b for _, b in ctx.activity.values())
-    out: dict[str, float] = {}
-    level = VANISHED_ALPHA / max(1, len(ctx.activity))
-    for instance, (now, before) in ctx.activity.items():
+    out = {}
+    for instance in ctx.activity:
         service = ctx.instance_service.get(instance, "")
         peers_now, peers_before = totals[service]
         if replicas[service] == 1:
             peers_now, peers_before = system_now, system_before
-        if before < 10 or peers_before <= 0:
-            continue
-        expected = before * peers_now / peers_before
-        drop = 1.0 - now / expected if expected > 0 else 0.0
-        if drop >= VANISHED_DROP and _poisson_cdf(now, expected) < level:
-            out[instance] = min(1.0, drop)
+        out[instance] = peers_now / peers_before if peers_before > 0 else 0.0
+    return out
+
+
+def _span_drops(ctx: IncidentContext) -> dict[str, float]:
+    """Per instance with at least 10 baseline spans, how far its span count fell below
+    what its peers' traffic predicts (1: it ran none)."""
+    out = {}
+    for instance, ratio in _peer_ratios(ctx).items():
+        now, before = ctx.activity[instance]
+        expected = before * ratio
+        if before >= 10 and expected > 0:
+            out[instance] = 1.0 - now / expected
     return out
 
 
