@@ -56,10 +56,10 @@ TREND_FLOOR = 0.02
 #: Least fall in an instance's share of spans that counts as having vanished.
 VANISHED_DROP = 0.5
 #: ... and the fall must be unlikely by chance: the Poisson probability of seeing as few
-#: spans as now, given the expected count, below this family-wise level divided by the
-#: number of instances compared (Bonferroni). An instance that ran 10 spans before and 4
-#: now fell by 60 %, which happens by chance 3 % of the time: among hundreds of
-#: instances, several do in any window.
+#: traces reach the instance as now, given the expected count, below this family-wise
+#: level divided by the number of instances compared (Bonferroni). An instance that 10
+#: requests reached before and 4 now fell by 60 %, which happens by chance 3 % of the
+#: time: among hundreds of instances, several do in any window.
 VANISHED_ALPHA = 0.05
 #: Weight of a vanished instance that no other component's error lines name (its callers
 #: would report refused connections if it had died).
