@@ -289,6 +289,8 @@ def markdown(run: BenchRun) -> str:
         f"tracehound {run.version} · seed {run.seed} · dataset `{run.dataset}` · "
         f"{len(run.cases)} cases. svc = service level, inst = instance level; "
         "AC@k and Avg@5 over the cases labelled at that level (n), errors count as misses; "
+        "type acc. = share of the type n cases whose label has a fault class "
+        "(latency and network are one) that got a predicted fault type of that class; "
         "times are seconds of `localize` per case."
         + (
             " For agent runs svc is the agent level and span the step level (0-based step "
