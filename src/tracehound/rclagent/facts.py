@@ -261,7 +261,7 @@ def _activity(store: TelemetryStore, ctx: IncidentContext) -> None:
     )
     ctx.activity = {r["instance"]: (int(r["ni"]), int(r["nb"])) for r in found}
     # distinct traces only where spans fell enough to matter (`_vanished`)
-    fell = [i for i, drop in _span_drops(ctx).items() if drop >= VANISHED_DROP]
+    fell = [i for i, (drop, _) in _span_drops(ctx).items() if drop >= VANISHED_DROP]
     if fell:
         traced = rows(
             store,
@@ -438,14 +438,13 @@ def _vanished(ctx: IncidentContext) -> dict[str, float]:
     """
     out: dict[str, float] = {}
     level = VANISHED_ALPHA / max(1, len(ctx.activity))
-    ratios = _peer_ratios(ctx)
-    for instance, drop in _span_drops(ctx).items():
+    for instance, (drop, ratio) in _span_drops(ctx).items():
         if drop < VANISHED_DROP:
             continue
         # requests arrive independently, spans in clumps of a request's calls: chance is
         # judged on the requests (traces) that reached the instance
         traces_now, traces_before = ctx.activity_traces.get(instance, ctx.activity[instance])
-        if _poisson_cdf(traces_now, traces_before * ratios[instance]) < level:
+        if _poisson_cdf(traces_now, traces_before * ratio) < level:
             out[instance] = min(1.0, drop)
     return out
 
@@ -473,15 +472,15 @@ def _peer_ratios(ctx: IncidentContext) -> dict[str, float]:
     return out
 
 
-def _span_drops(ctx: IncidentContext) -> dict[str, float]:
-    """Per instance with at least 10 baseline spans, how far its span count fell below
-    what its peers' traffic predicts (1: it ran none)."""
+def _span_drops(ctx: IncidentContext) -> dict[str, tuple[float, float]]:
+    """Per instance with at least 10 baseline spans: how far its span count fell below
+    what its peers' traffic predicts (1: it ran none), and that traffic ratio."""
     out = {}
     for instance, ratio in _peer_ratios(ctx).items():
         now, before = ctx.activity[instance]
         expected = before * ratio
         if before >= 10 and expected > 0:
-            out[instance] = 1.0 - now / expected
+            out[instance] = (1.0 - now / expected, ratio)
     return out
 
 
