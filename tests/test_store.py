@@ -113,6 +113,38 @@ def test_row_objects_from_query_results(store: TelemetryStore) -> None:
     assert [p.value for p in points[:2]] == [90.0, 91.0]
 
 
+def test_join_keys_link_children_parents_lines_and_series(store: TelemetryStore) -> None:
+    """Each child's `pk` is its parent's `sk`, a linked line's `sk` is its span's, roots
+    and unlinked lines match no span, and every point of a series shares one `sid`."""
+    pairs = store.query(
+        "SELECT c.span_id AS child, p.span_id AS parent FROM spans c JOIN spans p "
+        "ON p.sk = c.pk WHERE c.trace_id = 't2' ORDER BY child"
+    ).to_pylist()
+    assert pairs == [{"child": "b", "parent": "a"}, {"child": "c", "parent": "b"}]
+    roots = store.query(
+        "SELECT count(*) AS n FROM spans c JOIN spans p ON p.sk = c.pk "
+        "WHERE c.parent_span_id IS NULL"
+    ).to_pylist()
+    assert roots == [{"n": 0}]
+    linked = store.query(
+        "SELECT l.message, s.trace_id, s.span_id FROM logs l JOIN spans s ON s.sk = l.sk "
+        "ORDER BY l.message"
+    ).to_pylist()
+    assert linked == [
+        {"message": "select ok", "trace_id": "t1", "span_id": "c"},
+        {"message": "timeout, retrying", "trace_id": "t2", "span_id": "c"},
+    ]
+    series = store.query(
+        "SELECT count(DISTINCT sid) AS sids, "
+        "count(DISTINCT (service, instance, node, name)) AS names FROM metrics"
+    ).to_pylist()
+    # the tiny incident has 40 points in 2 series
+    assert series == [{"sids": 2, "names": 2}]
+    assert store.query(
+        "SELECT count(DISTINCT sid) AS n FROM metrics GROUP BY service, instance, node, name"
+    ).column("n").to_pylist() == [1, 1]
+
+
 def test_derived_log_keys_are_filled_for_rows_other_writers_appended(tmp_path: Path) -> None:
     """Rows appended with plain SQL (as the collector's writer does) get their level and
     template from `derive`; a read-only store that lacks them is refused, not misread."""
@@ -128,8 +160,8 @@ def test_derived_log_keys_are_filled_for_rows_other_writers_appended(tmp_path: P
         store.derive()
     with TelemetryStore(path) as store:
         store.derive()
-        assert store.query("SELECT lvl, tpl FROM logs").to_pylist() == [
-            {"lvl": "error", "tpl": "took 0 ms for 0x<id>"}
-        ]
+        assert store.query(
+            "SELECT lvl, tpl, sk = hash('', '') AS unlinked FROM logs"
+        ).to_pylist() == [{"lvl": "error", "tpl": "took 0 ms for 0x<id>", "unlinked": True}]
     with TelemetryStore(path, read_only=True) as store:
         store.derive()  # nothing lacking: no error

@@ -17,6 +17,11 @@ import pyarrow as pa
 
 from tracehound.bundle import read_bundle
 from tracehound.errors import BadInput
+from tracehound.joinkeys import (
+    DERIVED_LOG_KEY_COLUMNS,
+    DERIVED_METRIC_COLUMNS,
+    DERIVED_SPAN_COLUMNS,
+)
 from tracehound.logkeys import DERIVED_LOG_COLUMNS
 from tracehound.model import IncidentData, Window
 from tracehound.tables import SCHEMAS, TABLE_NAMES, TableName, conform
@@ -37,13 +42,26 @@ def relation_to_arrow(relation: duckdb.DuckDBPyRelation) -> pa.Table:
 
 
 #: Internal columns a table holds besides its canonical ones, each computed from the row
-#: on insert (see `logkeys`); queries name canonical columns when they return rows.
-_DERIVED: dict[TableName, dict[str, str]] = {"logs": DERIVED_LOG_COLUMNS}
+#: on insert (see `logkeys`, `joinkeys`): name -> (SQL, SQL type). Queries name canonical
+#: columns when they return rows.
+_DERIVED: dict[TableName, dict[str, tuple[str, str]]] = {
+    "spans": DERIVED_SPAN_COLUMNS,
+    "logs": {
+        **{column: (sql, "VARCHAR") for column, sql in DERIVED_LOG_COLUMNS.items()},
+        **DERIVED_LOG_KEY_COLUMNS,
+    },
+    "metrics": DERIVED_METRIC_COLUMNS,
+}
+
+
+def _lacking_sql(name: TableName) -> str:
+    """A predicate true for rows of `name` that lack one of their derived columns."""
+    return " OR ".join(f"{column} IS NULL" for column in _DERIVED.get(name, {}))
 
 
 def _create_sql(name: TableName) -> str:
     columns = [f"{f.name} {_SQL_TYPES[f.type]}" for f in SCHEMAS[name]]
-    columns += [f"{column} VARCHAR" for column in _DERIVED.get(name, {})]
+    columns += [f"{column} {kind}" for column, (_, kind) in _DERIVED.get(name, {}).items()]
     return f"CREATE TABLE IF NOT EXISTS {name} ({', '.join(columns)})"
 
 
@@ -69,12 +87,10 @@ class TelemetryStore:
         if not read_only:
             for name in TABLE_NAMES:
                 self.con.execute(_create_sql(name))
-                for column in _DERIVED.get(name, {}):
+                for column, (_, kind) in _DERIVED.get(name, {}).items():
                     # stores written before a derived column existed gain it (filled by
                     # `derive`)
-                    self.con.execute(
-                        f"ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {column} VARCHAR"
-                    )
+                    self.con.execute(f"ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {column} {kind}")
             for statement in _INDEXES:
                 self.con.execute(statement)
 
@@ -116,7 +132,9 @@ class TelemetryStore:
     def add_table(self, name: TableName, table: pa.Table) -> None:
         """Append rows to one table after validating them."""
         canonical = conform(table, name, f"{name} table").select(SCHEMAS[name].names)
-        derived = "".join(f", {sql} AS {column}" for column, sql in _DERIVED.get(name, {}).items())
+        derived = "".join(
+            f", {sql} AS {column}" for column, (sql, _) in _DERIVED.get(name, {}).items()
+        )
         self.con.register("_incoming", canonical)
         try:
             self.con.execute(f"INSERT INTO {name} BY NAME SELECT *{derived} FROM _incoming")
@@ -128,11 +146,10 @@ class TelemetryStore:
         writer appended with plain SQL). A read-only store cannot be updated: it must
         already hold them, else `BadInput` says how to get a store that does."""
         if self.read_only:
-            for name, derived in _DERIVED.items():
-                first = next(iter(derived))
+            for name in _DERIVED:
                 try:
                     lacking = self.con.sql(
-                        f"SELECT count(*) FROM {name} WHERE {first} IS NULL"
+                        f"SELECT count(*) FROM {name} WHERE {_lacking_sql(name)}"
                     ).fetchall()[0][0]
                 except duckdb.Error:
                     lacking = -1  # written without the column at all
@@ -146,9 +163,8 @@ class TelemetryStore:
                     )
             return
         for name, derived in _DERIVED.items():
-            first = next(iter(derived))
-            assignments = ", ".join(f"{column} = {sql}" for column, sql in derived.items())
-            self.con.execute(f"UPDATE {name} SET {assignments} WHERE {first} IS NULL")
+            assignments = ", ".join(f"{column} = {sql}" for column, (sql, _) in derived.items())
+            self.con.execute(f"UPDATE {name} SET {assignments} WHERE {_lacking_sql(name)}")
 
     # -- generic -------------------------------------------------------------------
 
@@ -190,26 +206,29 @@ class TelemetryStore:
     def trace_spans(self, trace_id: str) -> pa.Table:
         """Every span of one trace, by start time."""
         return self.query(
-            "SELECT * FROM spans WHERE trace_id = ? ORDER BY start_ns, span_id", [trace_id]
+            f"SELECT {columns_sql('spans')} FROM spans WHERE trace_id = ? "
+            "ORDER BY start_ns, span_id",
+            [trace_id],
         )
 
     def span(self, trace_id: str, span_id: str) -> pa.Table:
         """One span (zero rows when absent)."""
         return self.query(
-            "SELECT * FROM spans WHERE trace_id = ? AND span_id = ?", [trace_id, span_id]
+            f"SELECT {columns_sql('spans')} FROM spans WHERE trace_id = ? AND span_id = ?",
+            [trace_id, span_id],
         )
 
     def children(self, trace_id: str, span_id: str) -> pa.Table:
         """The direct children of a span, by start time."""
         return self.query(
-            "SELECT * FROM spans WHERE trace_id = ? AND parent_span_id = ? "
+            f"SELECT {columns_sql('spans')} FROM spans WHERE trace_id = ? AND parent_span_id = ? "
             "ORDER BY start_ns, span_id",
             [trace_id, span_id],
         )
 
     def root_spans(self, window: Window | None = None) -> pa.Table:
         """Spans without a parent, i.e. the requests, optionally starting inside `window`."""
-        sql = "SELECT * FROM spans WHERE parent_span_id IS NULL"
+        sql = f"SELECT {columns_sql('spans')} FROM spans WHERE parent_span_id IS NULL"
         params: list[Any] = []
         if window is not None:
             sql += " AND start_ns >= ? AND start_ns < ?"
@@ -297,7 +316,7 @@ class TelemetryStore:
         names: list[str] | None = None,
     ) -> pa.Table:
         """Metric points in `window`, filtered by instance, node, service and names."""
-        sql = "SELECT * FROM metrics WHERE ts_ns >= ? AND ts_ns < ?"
+        sql = f"SELECT {columns_sql('metrics')} FROM metrics WHERE ts_ns >= ? AND ts_ns < ?"
         params: list[Any] = [window.start_ns, window.end_ns]
         for column, value in (("instance", instance), ("node", node), ("service", service)):
             if value is not None:

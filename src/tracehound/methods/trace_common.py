@@ -33,7 +33,8 @@ def windowed_spans_cte(name: str = "ws") -> str:
     duration_ns, self_ns (duration minus the children's total, floored at 0),
     parent_service, parent_instance, parent_operation (null for roots and orphans).
     Takes two parameters, the window's start and end in ns. Helper tables are prefixed
-    with `<name>_`, so two windows can be defined in one query.
+    with `<name>_`, so two windows can be defined in one query; `<name>_sp` keeps every
+    column of the store's spans, the join keys `sk` and `pk` (`joinkeys`) included.
     """
     return f"""
     {name}_tr AS (
@@ -41,8 +42,8 @@ def windowed_spans_cte(name: str = "ws") -> str:
       HAVING min(start_ns) >= ? AND min(start_ns) < ?),
     {name}_sp AS (SELECT s.* FROM spans s JOIN {name}_tr USING (trace_id)),
     {name}_kids AS (
-      SELECT trace_id, parent_span_id, sum(duration_ns) AS child_ns FROM {name}_sp
-      WHERE parent_span_id IS NOT NULL GROUP BY trace_id, parent_span_id),
+      SELECT pk, sum(duration_ns) AS child_ns FROM {name}_sp
+      WHERE parent_span_id IS NOT NULL GROUP BY pk),
     {name} AS (
       SELECT c.trace_id, c.span_id, c.parent_span_id, c.service, c.instance, c.operation,
              c.status, c.duration_ns,
@@ -50,8 +51,8 @@ def windowed_spans_cte(name: str = "ws") -> str:
              p.service AS parent_service, p.instance AS parent_instance,
              p.operation AS parent_operation
       FROM {name}_sp c
-      LEFT JOIN {name}_kids k ON k.trace_id = c.trace_id AND k.parent_span_id = c.span_id
-      LEFT JOIN {name}_sp p ON p.trace_id = c.trace_id AND p.span_id = c.parent_span_id)
+      LEFT JOIN {name}_kids k ON k.pk = c.sk
+      LEFT JOIN {name}_sp p ON p.sk = c.pk AND c.parent_span_id IS NOT NULL)
     """
 
 

@@ -114,6 +114,9 @@ class IncidentContext:
     #: incident-wide silenced lines (instance, operation, template, strength), computed
     #: once by `wide_silence` for request selection and incident-wide evidence
     wide_silence: list[tuple[str, str, str, float]] | None = None
+    #: the columns (service, tpl, novelty) of `novelty_cte`'s table, computed once by
+    #: `novelty_params`
+    novelty: list[list[Any]] | None = None
     #: spans each instance started in the incident and baseline windows
     activity: dict[str, tuple[int, int]] = field(default_factory=dict)
     #: distinct traces that reached each instance in the incident and baseline windows
@@ -167,6 +170,29 @@ def rows(store: TelemetryStore, sql: str, params: list[Any]) -> list[dict[str, A
     return result
 
 
+#: The novelty table of `novelty_cte`; parameters: see `novelty_params`.
+_NOVELTY_SQL = """
+WITH l AS (SELECT service, tpl, ts_ns FROM logs WHERE lvl <> 'info'),
+work AS (
+  SELECT service,
+         count(*) FILTER (WHERE start_ns >= ? AND start_ns < ?) AS si,
+         count(*) FILTER (WHERE start_ns >= ? AND start_ns < ?) AS sb
+  FROM spans GROUP BY service),
+c AS (
+  SELECT l.service, l.tpl,
+         count(*) FILTER (WHERE l.ts_ns >= ? AND l.ts_ns < ?) AS ci,
+         count(*) FILTER (WHERE l.ts_ns >= ? AND l.ts_ns < ?)
+           * CASE WHEN any_value(w.sb) > 0 THEN any_value(w.si) / any_value(w.sb)
+                  ELSE ? END AS expected
+  FROM l LEFT JOIN work w USING (service) GROUP BY l.service, l.tpl)
+SELECT service, tpl,
+       CASE WHEN ? = 0 THEN 1.0
+            ELSE greatest(0.0, 1.0 - (expected + 2 * sqrt(expected) + 1) / greatest(ci, 1))
+       END AS novelty
+FROM c ORDER BY service, tpl
+"""
+
+
 def novelty_cte(name: str = "nov") -> str:
     """CTE `<name>`: per (service, template) of warn/error logs, how new it is (0..1).
 
@@ -175,31 +201,14 @@ def novelty_cte(name: str = "nov") -> str:
     a warning that merely follows traffic is not news: novelty is
     ``max(0, 1 - (expected + 2 sqrt(expected) + 1) / observed)``, 1 - 1/observed for a
     template the baseline never showed, and 1 without a separate normal window.
-    Parameters: see `novelty_params`.
+    Columns: service, tpl, novelty. The table is computed once per incident
+    (`novelty_params` caches it on the context) and handed to each query that needs it
+    as parameters, so the logs and spans are scanned for it once.
     """
-    return f"""
-    {name}_l AS (
-      SELECT service, tpl, ts_ns FROM logs
-      WHERE lvl <> 'info'),
-    {name}_work AS (
-      SELECT service,
-             count(*) FILTER (WHERE start_ns >= ? AND start_ns < ?) AS si,
-             count(*) FILTER (WHERE start_ns >= ? AND start_ns < ?) AS sb
-      FROM spans GROUP BY service),
-    {name}_c AS (
-      SELECT l.service, l.tpl,
-             count(*) FILTER (WHERE l.ts_ns >= ? AND l.ts_ns < ?) AS ci,
-             count(*) FILTER (WHERE l.ts_ns >= ? AND l.ts_ns < ?)
-               * CASE WHEN any_value(w.sb) > 0 THEN any_value(w.si) / any_value(w.sb)
-                      ELSE ? END AS expected
-      FROM {name}_l l LEFT JOIN {name}_work w USING (service) GROUP BY l.service, l.tpl),
-    {name} AS (
-      SELECT service, tpl, ci, expected,
-             CASE WHEN ? = 0 THEN 1.0
-                  ELSE greatest(0.0, 1.0 - (expected + 2 * sqrt(expected) + 1) / greatest(ci, 1))
-             END AS novelty
-      FROM {name}_c)
-    """
+    return (
+        f"{name} AS (SELECT unnest(?::VARCHAR[]) AS service, unnest(?::VARCHAR[]) AS tpl, "
+        "unnest(?::DOUBLE[]) AS novelty)"
+    )
 
 
 def silence_cte(name: str = "sil", scope: str | None = None) -> str:
@@ -215,7 +224,7 @@ def silence_cte(name: str = "sil", scope: str | None = None) -> str:
     that thinned with the request mix is not silence, and neither is a vanished line
     that too few spans could show. Shares are per span, so they are scaled by how often
     the operation ran. Also defines
-    `<name>_bl`: (trace_id, span_id, tpl) of info lines in both windows, and `<name>_sp`:
+    `<name>_bl`: (sk, tpl) of info lines in both windows (`joinkeys`), and `<name>_sp`:
     spans of both windows with `win` 'b' or 'i'. Parameters: see `silence_params`.
     With `scope`, the name of a CTE of (instance, operation) pairs defined before this
     one, only those operations are examined, so the cost follows them, not the store.
@@ -224,20 +233,19 @@ def silence_cte(name: str = "sil", scope: str | None = None) -> str:
     return f"""
     {name}_sp AS (
       SELECT * FROM (
-        SELECT trace_id, span_id, instance, operation, start_ns, duration_ns,
+        SELECT sk, instance, operation, start_ns, duration_ns,
                CASE WHEN start_ns >= ? AND start_ns < ? THEN 'i'
                     WHEN start_ns >= ? AND start_ns < ? THEN 'b' END AS win
         FROM spans) WHERE win IS NOT NULL {within if scope else ""}),
     {name}_opn AS (SELECT instance, operation, win, count(*) AS n FROM {name}_sp GROUP BY ALL),
     {name}_bl AS (
-      SELECT trace_id, span_id, tpl, min(ts_ns) AS ts_ns FROM logs
-      WHERE span_id IS NOT NULL AND lvl = 'info'
-        AND (trace_id, span_id) IN (SELECT trace_id, span_id FROM {name}_sp)
+      SELECT sk, tpl, min(ts_ns) AS ts_ns FROM logs
+      WHERE span_id IS NOT NULL AND lvl = 'info' AND sk IN (SELECT sk FROM {name}_sp)
       GROUP BY ALL),
     {name}_pres AS (
       SELECT s.instance, s.operation, s.win, bl.tpl, count(*) AS k,
              median(greatest(0, bl.ts_ns - s.start_ns) / greatest(s.duration_ns, 1)) AS pos
-      FROM {name}_sp s JOIN {name}_bl bl USING (trace_id, span_id) GROUP BY ALL),
+      FROM {name}_sp s JOIN {name}_bl bl USING (sk) GROUP BY ALL),
     {name}_d AS (
       SELECT p.instance, p.operation, p.tpl, p.k / nb.n AS base_share,
              coalesce(q.k, 0) / ni.n AS inc_share,
@@ -301,22 +309,28 @@ def silence_params(ctx: IncidentContext, z_min: float) -> list[Any]:
     ]
 
 
-def novelty_params(ctx: IncidentContext) -> list[Any]:
-    """Parameters of `novelty_cte`, in order."""
-    w, b = ctx.window, ctx.baseline
-    ratio = ctx.window_seconds / ctx.base_seconds
-    return [
-        w.start_ns,
-        w.end_ns,
-        b.start_ns,
-        b.end_ns,
-        w.start_ns,
-        w.end_ns,
-        b.start_ns,
-        b.end_ns,
-        ratio,
-        1 if ctx.has_normal else 0,
-    ]
+def novelty_params(store: TelemetryStore, ctx: IncidentContext) -> list[Any]:
+    """Parameters of `novelty_cte`: the novelty table's columns, computed on first use."""
+    if ctx.novelty is None:
+        w, b = ctx.window, ctx.baseline
+        ratio = ctx.window_seconds / ctx.base_seconds
+        table = store.query(
+            _NOVELTY_SQL,
+            [
+                w.start_ns,
+                w.end_ns,
+                b.start_ns,
+                b.end_ns,
+                w.start_ns,
+                w.end_ns,
+                b.start_ns,
+                b.end_ns,
+                ratio,
+                1 if ctx.has_normal else 0,
+            ],
+        )
+        ctx.novelty = [table.column(name).to_pylist() for name in ("service", "tpl", "novelty")]
+    return list(ctx.novelty)
 
 
 def wide_silence(store: TelemetryStore, ctx: IncidentContext) -> list[tuple[str, str, str, float]]:

@@ -84,9 +84,10 @@ def new_context(
     names = rows(
         store,
         """
-        SELECT DISTINCT service, instance FROM (
-          SELECT service, instance FROM spans UNION ALL SELECT service, instance FROM logs
-          UNION ALL SELECT service, instance FROM metrics)
+        SELECT service, instance FROM (
+          SELECT DISTINCT service, instance FROM spans
+          UNION SELECT DISTINCT service, instance FROM logs
+          UNION SELECT DISTINCT service, instance FROM metrics)
         WHERE service IS NOT NULL AND service <> '' ORDER BY service, instance
         """,
         [],
@@ -151,15 +152,15 @@ def _edge_baselines(store: TelemetryStore, ctx: IncidentContext, trace_ids: list
         store,
         f"""
         WITH {windowed_spans_cte("b")},
-        kids AS (SELECT trace_id, parent_span_id, count(*) AS k FROM b_sp
-                 WHERE parent_span_id IS NOT NULL GROUP BY ALL),
+        kids AS (SELECT pk, count(*) AS k FROM b_sp
+                 WHERE parent_span_id IS NOT NULL GROUP BY pk),
         e AS (
           SELECT p.service AS ps, p.operation AS po, c.service AS cs, c.operation AS co,
                  (p.duration_ns - c.duration_ns) / {NS_PER_MS} AS g
           FROM b_sp c
-          JOIN b_sp p ON p.trace_id = c.trace_id AND p.span_id = c.parent_span_id
-          JOIN kids ON kids.trace_id = p.trace_id AND kids.parent_span_id = p.span_id
-          WHERE p.instance <> c.instance AND kids.k = 1),
+          JOIN b_sp p ON p.sk = c.pk
+          JOIN kids ON kids.pk = p.sk
+          WHERE c.parent_span_id IS NOT NULL AND p.instance <> c.instance AND kids.k = 1),
         m AS (SELECT ps, po, cs, co, median(g) AS mg FROM e GROUP BY ALL)
         SELECT ps, po, cs, co, count(*) AS n, any_value(mg) AS mg, median(abs(g - mg)) AS mad
         FROM e JOIN m USING (ps, po, cs, co) GROUP BY ALL
@@ -199,19 +200,19 @@ def _edge_sides(store: TelemetryStore, ctx: IncidentContext) -> None:
         f"""
         WITH bs AS (SELECT unnest(?) AS ps, unnest(?) AS po, unnest(?) AS cs, unnest(?) AS co,
                            unnest(?) AS mg, unnest(?) AS mad),
-        c AS (SELECT trace_id, parent_span_id, service, operation, instance, duration_ns
+        c AS (SELECT pk, service, operation, instance, duration_ns
               FROM spans WHERE start_ns >= ? AND start_ns < ? AND parent_span_id IS NOT NULL),
-        k AS (SELECT trace_id, parent_span_id, count(*) AS k FROM c GROUP BY ALL),
+        k AS (SELECT pk, count(*) AS k FROM c GROUP BY pk),
         ix AS (
           SELECT p.instance AS pi, c.instance AS ci,
                  CASE WHEN (p.duration_ns - c.duration_ns) / {NS_PER_MS}
                            > greatest(bs.mg + ? * 1.4826 * bs.mad, bs.mg * (1 + ?), bs.mg + ?)
                       THEN 1 ELSE 0 END AS slow
           FROM c
-          JOIN k USING (trace_id, parent_span_id)
-          JOIN (SELECT trace_id, span_id, service, operation, instance, duration_ns
+          JOIN k USING (pk)
+          JOIN (SELECT sk, service, operation, instance, duration_ns
                 FROM spans WHERE start_ns >= ? AND start_ns < ?) p
-            ON p.trace_id = c.trace_id AND p.span_id = c.parent_span_id
+            ON p.sk = c.pk
           JOIN bs ON bs.ps = p.service AND bs.po = p.operation AND bs.cs = c.service
                  AND bs.co = c.operation
           WHERE k.k = 1 AND p.instance <> c.instance),
@@ -288,7 +289,7 @@ def _span_logs(store: TelemetryStore, ctx: IncidentContext, trace_ids: list[str]
         FROM l LEFT JOIN nov USING (service, tpl)
         ORDER BY l.trace_id, l.span_id, l.ts_ns, l.tpl
         """,
-        [*novelty_params(ctx), trace_ids],
+        [*novelty_params(store, ctx), trace_ids],
     ).to_pylist()
     grouped: dict[tuple[str, str], list[LogLine]] = {}
     for r in found:
@@ -414,13 +415,20 @@ def _novel_lines(
                 UNION SELECT t.id, n.instance, n.service FROM t JOIN n ON t.token = n.service),
         other AS (SELECT DISTINCT hit.id, hit.instance FROM hit JOIN e USING (id)
                   WHERE hit.service <> e.service)
-        SELECT 'own' AS kind, instance, sum(weight) AS w, arg_max(tpl, weight) AS tpl FROM e
-        WHERE instance <> '' AND id NOT IN (SELECT id FROM other) GROUP BY instance
+        SELECT 'own' AS kind, instance, sum(weight) AS w,
+               first(tpl ORDER BY weight DESC, tpl) AS tpl
+        FROM e WHERE instance <> '' AND id NOT IN (SELECT id FROM other) GROUP BY instance
         UNION ALL
         SELECT 'named' AS kind, other.instance, sum(e.weight) AS w, NULL AS tpl
         FROM other JOIN e USING (id) GROUP BY other.instance
         """,
-        [*novelty_params(ctx), [p[0] for p in pairs], [p[1] for p in pairs], w.start_ns, w.end_ns],
+        [
+            *novelty_params(store, ctx),
+            [p[0] for p in pairs],
+            [p[1] for p in pairs],
+            w.start_ns,
+            w.end_ns,
+        ],
     )
     own = {r["instance"]: (float(r["w"]), r["tpl"]) for r in found if r["kind"] == "own"}
     named = {r["instance"]: float(r["w"]) for r in found if r["kind"] == "named"}
@@ -527,16 +535,18 @@ def _kendall_tau(values: np.ndarray) -> np.ndarray:
 
 
 _SERIES_SQL = """
-WITH s AS (
-  SELECT coalesce(service, '') AS service, coalesce(instance, '') AS instance,
-         coalesce(node, '') AS node, name, ts_ns, value,
-         CASE WHEN ts_ns >= ? AND ts_ns < ? THEN 0 WHEN ts_ns >= ? AND ts_ns < ? THEN 1 END AS seg
-  FROM metrics WHERE value IS NOT NULL AND isfinite(value)),
-k AS (SELECT * FROM s WHERE seg IS NOT NULL),
-m AS (SELECT service, instance, node, name, median(value) AS med FROM k WHERE seg = 0
-      GROUP BY ALL),
+WITH k AS (
+  SELECT * FROM (
+    SELECT sid, service, instance, node, name, ts_ns, value,
+           CASE WHEN ts_ns >= ? AND ts_ns < ? THEN 0 WHEN ts_ns >= ? AND ts_ns < ? THEN 1 END
+             AS seg
+    FROM metrics WHERE value IS NOT NULL AND isfinite(value))
+  WHERE seg IS NOT NULL),
+m AS (SELECT sid, median(value) AS med FROM k WHERE seg = 0 GROUP BY sid),
 a AS (
-  SELECT service, instance, node, name, any_value(m.med) AS med,
+  SELECT sid, coalesce(any_value(service), '') AS service,
+         coalesce(any_value(instance), '') AS instance, coalesce(any_value(node), '') AS node,
+         any_value(name) AS name, any_value(m.med) AS med,
          quantile_cont(value, 0.25) FILTER (WHERE seg = 0) AS q25,
          quantile_cont(value, 0.75) FILTER (WHERE seg = 0) AS q75,
          median(abs(value - m.med)) FILTER (WHERE seg = 0) AS mad,
@@ -546,7 +556,7 @@ a AS (
          median(value) FILTER (WHERE seg = 1 AND ts_ns >= ?) AS tail,
          max(value) FILTER (WHERE seg = 1) AS peak,
          count(*) FILTER (WHERE seg = 1) AS ni
-  FROM k JOIN m USING (service, instance, node, name) GROUP BY ALL)
+  FROM k JOIN m USING (sid) GROUP BY sid)
 SELECT *,
        median(abs(med)) OVER (PARTITION BY name) AS peer,
        count(*) OVER (PARTITION BY node, name, round(med, 9), round(peak, 9)) > 1
@@ -574,34 +584,28 @@ def _series_stats(store: TelemetryStore, ctx: IncidentContext) -> dict[str, np.n
         column = table.column(name)
         if name in ("service", "instance", "node", "name"):
             out[name] = np.asarray(column.to_pylist(), dtype=object)
+        elif name == "sid":
+            out[name] = column.to_numpy(zero_copy_only=False)
         else:
             out[name] = column.to_numpy(zero_copy_only=False).astype(np.float64)
     return out
 
 
-def _steady(store: TelemetryStore, ctx: IncidentContext, keys: list[tuple[str, ...]]) -> set[int]:
-    """Which of the series (service, instance, node, name) rise steadily in the window,
-    up to their peak: what follows a leak's peak is the restart after the kill, and a
-    sawtooth of climbs and restarts is a leak, not noise."""
-    if not keys:
+def _steady(store: TelemetryStore, ctx: IncidentContext, sids: list[int]) -> set[int]:
+    """Which of the series (by `sid`, see `joinkeys`) rise steadily in the window, up to
+    their peak: what follows a leak's peak is the restart after the kill, and a sawtooth
+    of climbs and restarts is a leak, not noise. Returns positions in `sids`."""
+    if not sids:
         return set()
     w = ctx.window
     found = store.query(
         """
-        WITH c AS (SELECT unnest(?) AS service, unnest(?) AS instance, unnest(?) AS node,
-                          unnest(?) AS name, unnest(?) AS j)
-        SELECT c.j, m.value FROM metrics m JOIN c
-          ON coalesce(m.service, '') = c.service AND coalesce(m.instance, '') = c.instance
-         AND coalesce(m.node, '') = c.node AND m.name = c.name
+        WITH c AS (SELECT unnest(?::UBIGINT[]) AS sid, unnest(?) AS j)
+        SELECT c.j, m.value FROM metrics m JOIN c USING (sid)
         WHERE m.ts_ns >= ? AND m.ts_ns < ? AND m.value IS NOT NULL AND isfinite(m.value)
         ORDER BY c.j, m.ts_ns
         """,
-        [
-            *(list(part) for part in zip(*keys, strict=True)),
-            list(range(len(keys))),
-            w.start_ns,
-            w.end_ns,
-        ],
+        [sids, list(range(len(sids))), w.start_ns, w.end_ns],
     )
     index = found.column("j").to_numpy()
     values = found.column("value").to_numpy(zero_copy_only=False).astype(np.float64)
@@ -657,10 +661,8 @@ def _metric_shifts(store: TelemetryStore, ctx: IncidentContext) -> None:
         & (st["ni"] >= TREND_ROWS)
     )
     candidates = np.flatnonzero(could).tolist()
-    keys = [
-        tuple(str(st[k][j]) for k in ("service", "instance", "node", "name")) for j in candidates
-    ]
-    for position in _steady(store, ctx, keys):
+    sids = [int(st["sid"][j]) for j in candidates]
+    for position in _steady(store, ctx, sids):
         j = candidates[position]
         score[j] = trend[j]
     for j in np.flatnonzero(score > 0).tolist():

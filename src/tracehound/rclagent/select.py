@@ -111,7 +111,8 @@ def _scored_roots(store: TelemetryStore, ctx: IncidentContext) -> list[_Root]:
           SELECT l.trace_id,
                  sum(nov.novelty * CASE WHEN l.level = 'error' THEN 1.0 ELSE {WARN_SHARE} END)
                    AS w,
-                 arg_max(l.service || ': ' || l.tpl, nov.novelty) AS sig
+                 first(l.service || ': ' || l.tpl
+                       ORDER BY nov.novelty DESC, l.service || ': ' || l.tpl) AS sig
           FROM (SELECT trace_id, service, lvl AS level, tpl
                 FROM logs WHERE trace_id IN (SELECT trace_id FROM r)) l
           JOIN nov USING (service, tpl)
@@ -124,25 +125,24 @@ def _scored_roots(store: TelemetryStore, ctx: IncidentContext) -> list[_Root]:
     silence_sql = (
         """d AS (SELECT unnest(?) AS instance, unnest(?) AS operation, unnest(?) AS tpl,
                          unnest(?) AS strength),
-        ssp AS (SELECT trace_id, span_id, instance, operation FROM spans
+        ssp AS (SELECT trace_id, sk, instance, operation FROM spans
                 WHERE trace_id IN (SELECT trace_id FROM r)
                   AND (instance, operation) IN (SELECT instance, operation FROM d)),
-        sbl AS (SELECT DISTINCT trace_id, span_id, tpl FROM logs
-                WHERE (trace_id, span_id) IN (SELECT trace_id, span_id FROM ssp)
-                  AND lvl = 'info'),
+        sbl AS (SELECT DISTINCT sk, tpl FROM logs
+                WHERE span_id IS NOT NULL AND sk IN (SELECT sk FROM ssp) AND lvl = 'info'),
         ts AS (
           SELECT s.trace_id, sum(d.strength) AS silence,
-                 arg_max(s.instance || ': silent ' || d.tpl, d.strength) AS sig
+                 first(s.instance || ': silent ' || d.tpl
+                       ORDER BY d.strength DESC, s.instance || ': silent ' || d.tpl) AS sig
           FROM ssp s JOIN d USING (instance, operation)
-          LEFT JOIN sbl bl
-            ON bl.trace_id = s.trace_id AND bl.span_id = s.span_id AND bl.tpl = d.tpl
+          LEFT JOIN sbl bl ON bl.sk = s.sk AND bl.tpl = d.tpl
           WHERE bl.tpl IS NULL
           GROUP BY s.trace_id),"""
         if silenced
         else "ts AS (SELECT NULL::VARCHAR AS trace_id, 0.0 AS silence, NULL::VARCHAR AS sig),"
     )
     params: list[object] = [w.start_ns, w.end_ns]
-    params += novelty_params(ctx) if ctx.use_logs else []
+    params += novelty_params(store, ctx) if ctx.use_logs else []
     params += [list(column) for column in zip(*silenced, strict=True)] if silenced else []
     params += [b.start_ns, b.end_ns]
     found = rows(

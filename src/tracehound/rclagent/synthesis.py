@@ -49,13 +49,16 @@ def rank_suspects(suspects: list[SuspectScore], ctx: IncidentContext) -> Ranking
     """Every service and instance, suspects first, the rest by resource shift."""
     inst: dict[str, Scored] = {}
     svc: dict[str, Scored] = {}
+    replicas: dict[str, list[str]] = {}
+    for instance, service in ctx.instance_service.items():
+        replicas.setdefault(service, []).append(instance)
     for s in suspects:
         if s.instance:
             _keep(inst, Scored(s.instance, s.score, s.reason))
             _keep(svc, Scored(s.service, s.score, f"instance {s.instance}: {s.reason}"))
         else:
             _keep(svc, Scored(s.service, s.score, s.reason))
-            for instance in _instances_of(ctx, s.service):
+            for instance in replicas.get(s.service, []):
                 share = _activity_drop(ctx, instance)
                 reason = f"instance of {s.service} ({share:.0%} drop in spans): {s.reason}"
                 _keep(inst, Scored(instance, s.score * (0.5 + 0.5 * share), reason))
@@ -78,10 +81,6 @@ def rank_suspects(suspects: list[SuspectScore], ctx: IncidentContext) -> Ranking
 def _keep(table: dict[str, Scored], item: Scored) -> None:
     if item.name and (item.name not in table or item.score > table[item.name].score):
         table[item.name] = item
-
-
-def _instances_of(ctx: IncidentContext, service: str) -> list[str]:
-    return [i for i, s in ctx.instance_service.items() if s == service]
 
 
 def _activity_drop(ctx: IncidentContext, instance: str) -> float:
@@ -187,7 +186,7 @@ def _error_logs_by_instance(store: TelemetryStore, ctx: IncidentContext) -> list
         SELECT service, instance, sum(nov.novelty) AS w FROM l JOIN nov USING (service, tpl)
         WHERE instance <> '' GROUP BY ALL HAVING sum(nov.novelty) > 0 ORDER BY instance
         """,
-        [*novelty_params(ctx), w.start_ns, w.end_ns],
+        [*novelty_params(store, ctx), w.start_ns, w.end_ns],
     )
 
 
