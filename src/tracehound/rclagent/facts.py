@@ -537,26 +537,25 @@ def _kendall_tau(values: np.ndarray) -> np.ndarray:
 _SERIES_SQL = """
 WITH k AS (
   SELECT * FROM (
-    SELECT sid, service, instance, node, name, ts_ns, value,
+    SELECT sid, ts_ns, value,
            CASE WHEN ts_ns >= ? AND ts_ns < ? THEN 0 WHEN ts_ns >= ? AND ts_ns < ? THEN 1 END
              AS seg
     FROM metrics WHERE value IS NOT NULL AND isfinite(value))
   WHERE seg IS NOT NULL),
-m AS (SELECT sid, median(value) AS med FROM k WHERE seg = 0 GROUP BY sid),
-a AS (
-  SELECT sid, coalesce(any_value(service), '') AS service,
-         coalesce(any_value(instance), '') AS instance, coalesce(any_value(node), '') AS node,
-         any_value(name) AS name, any_value(m.med) AS med,
-         quantile_cont(value, 0.25) FILTER (WHERE seg = 0) AS q25,
-         quantile_cont(value, 0.75) FILTER (WHERE seg = 0) AS q75,
-         median(abs(value - m.med)) FILTER (WHERE seg = 0) AS mad,
-         max(value) FILTER (WHERE seg = 0) - min(value) FILTER (WHERE seg = 0) AS wander,
-         count(*) FILTER (WHERE seg = 0) AS nb,
-         median(value) FILTER (WHERE seg = 1) AS i50,
-         median(value) FILTER (WHERE seg = 1 AND ts_ns >= ?) AS tail,
-         max(value) FILTER (WHERE seg = 1) AS peak,
-         count(*) FILTER (WHERE seg = 1) AS ni
-  FROM k JOIN m USING (sid) GROUP BY sid)
+q AS (SELECT sid, seg, quantile_cont(value, [0.25, 0.5, 0.75]) AS qs, count(*) AS n,
+             min(value) AS lo, max(value) AS hi,
+             median(value) FILTER (WHERE ts_ns >= ?) AS tail
+      FROM k GROUP BY sid, seg),
+b AS (SELECT sid, qs[2] AS med, qs[1] AS q25, qs[3] AS q75, hi - lo AS wander, n AS nb
+      FROM q WHERE seg = 0),
+i AS (SELECT sid, qs[2] AS i50, tail, hi AS peak, n AS ni FROM q WHERE seg = 1),
+d AS (SELECT sid, median(abs(value - b.med)) AS mad FROM k JOIN b USING (sid)
+      WHERE seg = 0 GROUP BY sid),
+names AS (SELECT DISTINCT ON (sid) sid, coalesce(service, '') AS service,
+                 coalesce(instance, '') AS instance, coalesce(node, '') AS node, name
+          FROM metrics),
+a AS (SELECT names.*, b.med, b.q25, b.q75, d.mad, b.wander, b.nb, i.i50, i.tail, i.peak, i.ni
+      FROM i JOIN b USING (sid) JOIN d USING (sid) JOIN names USING (sid))
 SELECT *,
        median(abs(med)) OVER (PARTITION BY name) AS peer,
        count(*) OVER (PARTITION BY node, name, round(med, 9), round(peak, 9)) > 1
@@ -569,7 +568,8 @@ ORDER BY service, instance, node, name
 def _series_stats(store: TelemetryStore, ctx: IncidentContext) -> dict[str, np.ndarray]:
     """Per metric series: baseline quantiles, spread and range; incident level and peak.
 
-    One aggregate query over the points of the two segments (no time grid): the
+    One query over the points of the two segments (no time grid), grouped by series key
+    (`joinkeys`), with the quantiles of a segment taken in one pass: the
     baseline's median, quartiles, MAD, range and row count, the incident window's
     median, the median of its last quarter (by time), its peak and row count, the typical
     normal level of the same metric across all series (`peer`), and whether several
