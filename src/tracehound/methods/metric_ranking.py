@@ -9,6 +9,7 @@ Series without a service (node-level metrics) are ranked but name no candidate.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -54,8 +55,11 @@ class SeriesScores:
         return len(self.name)
 
 
+@functools.lru_cache(maxsize=4096)
 def fault_type_of(metric: str) -> str | None:
-    """The fault type a metric's name points at (cpu, memory, latency, error, network)."""
+    """The fault type a metric's name points at (cpu, memory, latency, error, network).
+
+    Cached: a system has few metric names and each is asked about once per series."""
     for fault, pattern in _FAULT_PATTERNS:
         if pattern.search(metric):
             return fault
