@@ -100,6 +100,34 @@ def test_help_explains(command: list[str]) -> None:
     assert "Usage" in result.stdout
 
 
+def test_simulate_spans_scales_the_traffic(tmp_path: Path) -> None:
+    """`--spans` sets about how many spans an incident holds (default 5,000)."""
+    import pyarrow.parquet as pq
+
+    counts = {}
+    for spans in ("2000", "20000"):
+        out = tmp_path / spans
+        result = run(
+            "simulate",
+            "--services",
+            "8",
+            "--incidents",
+            "1",
+            "--seed",
+            "3",
+            "--spans",
+            spans,
+            str(out),
+        )
+        assert result.returncode == 0, result.stderr
+        counts[spans] = pq.read_metadata(out / "sim-3-0001" / "spans.parquet").num_rows
+    # the seeded draw gives these exact counts, each within 10 % of its target
+    assert counts == {"2000": 2_188, "20000": 21_587}
+    too_few = run("simulate", "--spans", "10", str(tmp_path / "x"))
+    assert too_few.returncode == 2
+    assert "--spans" in too_few.stderr
+
+
 def test_simulate_then_info(tmp_path: Path) -> None:
     out = tmp_path / "sim"
     result = run(

@@ -206,6 +206,16 @@ def simulate(
         int, typer.Option("--incidents", min=1, help="Number of incidents, one fault each.")
     ] = 7,
     seed: Annotated[int, typer.Option("--seed", help="Random seed; same seed, same data.")] = 0,
+    spans: Annotated[
+        int,
+        typer.Option(
+            "--spans",
+            min=100,
+            help="About how many spans each incident holds over its normal and incident "
+            "windows (traffic is scaled to it). Large systems need more than the default to "
+            "show every service's behaviour.",
+        ),
+    ] = 5_000,
     fmt: Annotated[
         str, typer.Option("--format", help="Table file format: parquet or csv.")
     ] = "parquet",
@@ -219,6 +229,8 @@ def simulate(
     unavailable, so seven incidents cover them all.
 
     Example: tracehound simulate --services 30 --incidents 7 --seed 1 out/sim
+
+    Example: tracehound simulate --services 1000 --incidents 14 --spans 100000 out/big
     """
     from tracehound.progress import progress_bar
     from tracehound.simulate import simulate_dataset
@@ -232,7 +244,13 @@ def simulate(
             progress.update(task, completed=done, total=total)
 
         paths = simulate_dataset(
-            out, services=services, incidents=incidents, seed=seed, fmt=fmt, progress=advance
+            out,
+            services=services,
+            incidents=incidents,
+            seed=seed,
+            fmt=fmt,
+            spans_per_incident=spans,
+            progress=advance,
         )
     if as_json:
         sys.stdout.write(json.dumps({"bundles": [str(p) for p in paths]}) + "\n")
