@@ -193,15 +193,27 @@ def _scored_roots(store: TelemetryStore, ctx: IncidentContext) -> list[_Root]:
 
 
 def _diverse(roots: list[_Root], limit: int) -> list[_Root]:
-    """Round-robin over (operation, signature) groups, each group best first."""
-    groups: dict[tuple[str, str], list[_Root]] = {}
+    """Round-robin over signatures (what a request's strongest evidence says), and within
+    a signature over root operations, each best first.
+
+    A signature met under many root operations (a silence or an error deep in a shared
+    service) takes one slot per round, like any other, so one explanation, perhaps a
+    chance one, cannot fill every slot while other evidence waits.
+    """
+    by_signature: dict[str, dict[str, list[_Root]]] = {}
     for root in sorted(roots, key=lambda r: (-r.score, r.trace_id)):
-        groups.setdefault((root.operation, root.signature), []).append(root)
-    order = sorted(groups.values(), key=lambda g: (-g[0].score, g[0].trace_id))
+        by_signature.setdefault(root.signature, {}).setdefault(root.operation, []).append(root)
+    groups = [_round_robin(list(ops.values()), len(roots)) for ops in by_signature.values()]
+    order = sorted(groups, key=lambda g: (-g[0].score, g[0].trace_id))
+    return _round_robin(order, limit)
+
+
+def _round_robin(groups: list[list[_Root]], limit: int) -> list[_Root]:
+    """The first of each group in order, then the second of each, ..., up to `limit`."""
     picked: list[_Root] = []
     depth = 0
-    while len(picked) < limit and any(depth < len(g) for g in order):
-        for group in order:
+    while len(picked) < limit and any(depth < len(g) for g in groups):
+        for group in groups:
             if depth < len(group) and len(picked) < limit:
                 picked.append(group[depth])
         depth += 1
