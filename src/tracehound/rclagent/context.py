@@ -263,11 +263,13 @@ def silence_cte(name: str = "sil", scope: str | None = None) -> str:
     {name}_z AS (
       SELECT *, drop / base_share AS rel,
              drop / sqrt(greatest(pooled * (1 - pooled), 1e-9) * (1.0 / n_base + 1.0 / n_inc))
-               AS z
+               AS z,
+             count(*) OVER () AS tests
       FROM {name}_d),
     {name} AS (
       SELECT *, rel * least(1.0, z / ?) * late AS strength FROM {name}_z
-      WHERE drop > 0 AND rel >= ? AND z >= CASE WHEN inc_share = 0 THEN ? ELSE ? END)
+      WHERE drop > 0 AND rel >= ? AND z >= CASE WHEN inc_share = 0 THEN ? ELSE ? END
+        AND (inc_share = 0 OR ? = 0 OR z * z / 2 + ln(z * 2.5066282746) >= ln(tests / ?)))
     """
 
 
@@ -290,9 +292,14 @@ SILENCE_Z_FULL = 3.0
 #: its lines in every request, while chance and a changed request mix merely thin them.
 SILENCE_Z_SPAN = 2.0
 SILENCE_Z_WIDE = 3.1
+#: Family-wise error of the incident-wide scan: a partial drop must also clear the
+#: Bonferroni bound for the rows the scan actually tests (one-sided p <= alpha / rows,
+#: through the normal tail bound exp(-z^2/2) / (z sqrt(2 pi))), which is `SILENCE_Z_WIDE`
+#: at about 50 rows and rises with the system (z ~ 4.0 at 2,400 rows).
+SILENCE_ALPHA = 0.05
 
 
-def silence_params(ctx: IncidentContext, z_min: float) -> list[Any]:
+def silence_params(ctx: IncidentContext, z_min: float, *, per_test: bool = False) -> list[Any]:
     """Parameters of `silence_cte`, in order, keeping drops with z >= `z_min`."""
     w, b = ctx.window, ctx.baseline
     return [
@@ -306,6 +313,8 @@ def silence_params(ctx: IncidentContext, z_min: float) -> list[Any]:
         SILENCE_REL,
         SILENCE_Z_SPAN,
         z_min,
+        1 if per_test else 0,
+        SILENCE_ALPHA,
     ]
 
 
@@ -348,7 +357,7 @@ def wide_silence(store: TelemetryStore, ctx: IncidentContext) -> list[tuple[str,
                 SELECT instance, operation, tpl, strength FROM sil
                 ORDER BY instance, operation, tpl
                 """,
-                silence_params(ctx, SILENCE_Z_WIDE),
+                silence_params(ctx, SILENCE_Z_WIDE, per_test=True),
             )
             ctx.wide_silence = [
                 (r["instance"], r["operation"], r["tpl"], float(r["strength"])) for r in found
