@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pytest
+from handmade import MS, T0, Builder
 
 from tracehound.methods.conformance import check_method, small_incident
-from tracehound.model import Incident, IncidentData, Labels, Window
+from tracehound.model import IncidentData, Labels
 from tracehound.rclagent import RclAgentMethod
 from tracehound.rclagent.evidence import EvidenceLedger
 from tracehound.rclagent.facts import fill_context, new_context
@@ -15,11 +14,6 @@ from tracehound.rclagent.graph import build_graph, fetch_spans
 from tracehound.rclagent.tools import CRASH_PATTERN, edge_timing, span_timing
 from tracehound.simulate import generate_incident, generate_system
 from tracehound.store import TelemetryStore
-from tracehound.tables import from_columns
-
-MS = 1_000_000
-SECOND = 1_000_000_000
-T0 = 1_700_000_000 * SECOND
 
 
 def _rank(names: list[str], label: str | None) -> int:
@@ -78,80 +72,7 @@ def test_simulated_faults_regression(fault: str, seed: int) -> None:
 # -- hand-built incidents -----------------------------------------------------------
 
 
-@dataclass
-class _Builder:
-    """Spans and logs of hand-made traces, one column list each."""
-
-    spans: dict[str, list[object]] = field(
-        default_factory=lambda: {
-            k: []
-            for k in (
-                "trace_id",
-                "span_id",
-                "parent_span_id",
-                "service",
-                "instance",
-                "operation",
-                "kind",
-                "start_ns",
-                "duration_ns",
-                "status",
-            )
-        }
-    )
-    logs: dict[str, list[object]] = field(
-        default_factory=lambda: {
-            k: []
-            for k in ("ts_ns", "service", "instance", "level", "message", "trace_id", "span_id")
-        }
-    )
-
-    def span(
-        self,
-        trace: str,
-        span: str,
-        parent: str | None,
-        instance: str,
-        operation: str,
-        start_ms: float,
-        duration_ms: float,
-    ) -> None:
-        values = (
-            trace,
-            span,
-            parent,
-            instance.split("-")[0],
-            instance,
-            operation,
-            "unset",
-            int(start_ms * MS),
-            int(duration_ms * MS),
-            "unset",
-        )
-        for key, value in zip(self.spans, values, strict=True):
-            self.spans[key].append(value)
-
-    def log(
-        self, trace: str, span: str, instance: str, level: str, message: str, t_ms: float
-    ) -> None:
-        values = (int(t_ms * MS), instance.split("-")[0], instance, level, message, trace, span)
-        for key, value in zip(self.logs, values, strict=True):
-            self.logs[key].append(value)
-
-    def data(self, labels: Labels) -> IncidentData:
-        incident = Incident(
-            id="hand-0001",
-            window=Window.from_ns(T0 + 600 * SECOND, T0 + 1200 * SECOND),
-            normal_window=Window.from_ns(T0, T0 + 600 * SECOND),
-            labels=labels,
-        )
-        logs = from_columns("logs", self.logs, "logs") if self.logs["ts_ns"] else None
-        return IncidentData(
-            incident=incident, spans=from_columns("spans", self.spans, "spans"), logs=logs
-        )
-
-
-def _chain(b: _Builder, trace: str, t_ms: float, *, failing: bool) -> None:
+def _chain(b: Builder, trace: str, t_ms: float, *, failing: bool) -> None:
     """front -> mid -> db through client spans; when failing, every hop logs an error."""
     b.span(trace, "a", None, "front-1", "GET /", t_ms, 30)
     b.span(trace, "b", "a", "front-1", "call mid", t_ms + 1, 28)
@@ -166,7 +87,7 @@ def _chain(b: _Builder, trace: str, t_ms: float, *, failing: bool) -> None:
 
 
 def test_leaf_error_logs_blame_the_leaf() -> None:
-    b = _Builder()
+    b = Builder()
     for k in range(12):
         _chain(b, f"n{k}", T0 / MS + 10_000 + k * 1000, failing=False)
     for k in range(4):
@@ -182,7 +103,7 @@ def test_leaf_error_logs_blame_the_leaf() -> None:
     assert result.modalities == ["traces", "logs"]
 
 
-def _fan(b: _Builder, trace: str, t_ms: float, gap_ms: float) -> None:
+def _fan(b: Builder, trace: str, t_ms: float, gap_ms: float) -> None:
     """front calls b, b calls c; `gap_ms` of network time on each call touching b."""
     b.span(trace, "r", None, "front-1", "GET /", t_ms, 20 + 2 * gap_ms)
     b.span(trace, "fc", "r", "front-1", "call b", t_ms + 1, 16 + 2 * gap_ms)
@@ -194,7 +115,7 @@ def _fan(b: _Builder, trace: str, t_ms: float, gap_ms: float) -> None:
 
 
 def _network_data() -> IncidentData:
-    b = _Builder()
+    b = Builder()
     for k in range(12):
         _fan(b, f"n{k}", T0 / MS + 10_000 + k * 1000, 1.0)
     for k in range(4):
@@ -348,7 +269,7 @@ def test_a_call_that_reached_no_server_is_blamed_on_the_way_to_its_callee() -> N
     """Calls into b time out before b sees them (no server span): their time is edge time
     toward b, which the usual callee's one instance takes, not the caller's own work.
     (Twelve failing requests, so that b's silence is more than chance: `_vanished`.)"""
-    b = _Builder()
+    b = Builder()
     for k in range(12):
         _fan(b, f"n{k}", T0 / MS + 10_000 + k * 1000, 1.0)
     for k in range(12):

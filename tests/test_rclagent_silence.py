@@ -4,22 +4,15 @@ from __future__ import annotations
 
 import string
 
-from tiny import SECOND, T0
+from handmade import SECOND, T0, Builder
 
-from tracehound.model import Alert, Incident, IncidentData, Labels, Window
+from tracehound.model import IncidentData, Labels
 from tracehound.rclagent.context import wide_silence
 from tracehound.rclagent.facts import new_context
 from tracehound.store import TelemetryStore
-from tracehound.tables import from_columns
 
-INCIDENT = Incident(
-    id="silence-0001",
-    system="t",
-    window=Window.from_ns(T0 + 600 * SECOND, T0 + 1200 * SECOND),
-    normal_window=Window.from_ns(T0, T0 + 600 * SECOND),
-    alert=Alert(service="a", message="errors"),
-    labels=Labels(service="a"),
-)
+T0_MS = T0 // 1_000_000
+SECOND_MS = SECOND // 1_000_000
 
 
 def _word(i: int) -> str:
@@ -32,72 +25,23 @@ def _incident(filler_ops: int) -> IncidentData:
     """Instance a-1's `work` writes "wrote the ledger" in 20 of 25 normal-window spans and
     7 of 25 incident-window spans (z = 3.69, a 65 % fall); `filler_ops` operations of f-1
     (10 + 5 spans each) write 20 lines each in every span, all steady."""
-    spans: dict[str, list[object]] = {
-        k: []
-        for k in (
-            "trace_id",
-            "span_id",
-            "parent_span_id",
-            "service",
-            "instance",
-            "operation",
-            "kind",
-            "start_ns",
-            "duration_ns",
-            "status",
-            "attributes",
-        )
-    }
-    logs: dict[str, list[object]] = {
-        k: [] for k in ("ts_ns", "service", "instance", "level", "message", "trace_id", "span_id")
-    }
-
-    def span(trace: str, service: str, instance: str, operation: str, at: int) -> None:
-        for key, value in (
-            ("trace_id", trace),
-            ("span_id", "s"),
-            ("parent_span_id", None),
-            ("service", service),
-            ("instance", instance),
-            ("operation", operation),
-            ("kind", "server"),
-            ("start_ns", at),
-            ("duration_ns", 10_000_000),
-            ("status", "ok"),
-            ("attributes", None),
-        ):
-            spans[key].append(value)
-
-    def line(trace: str, service: str, instance: str, message: str, at: int) -> None:
-        for key, value in (
-            ("ts_ns", at + 5_000_000),
-            ("service", service),
-            ("instance", instance),
-            ("level", "INFO"),
-            ("message", message),
-            ("trace_id", trace),
-            ("span_id", "s"),
-        ):
-            logs[key].append(value)
-
-    for window, (start, writes) in enumerate(((T0, 20), (T0 + 600 * SECOND, 7))):
+    b = Builder()
+    for window, (start, writes) in enumerate(((T0_MS, 20), (T0_MS + 600 * SECOND_MS, 7))):
         for k in range(25):
-            trace, at = f"a{window}-{k}", start + (k + 1) * 10 * SECOND
-            span(trace, "a", "a-1", "work", at)
+            trace, at = f"a{window}-{k}", start + (k + 1) * 10 * SECOND_MS
+            b.span(trace, "s", None, "a-1", "work", at, 10)
             if k < writes:
-                line(trace, "a", "a-1", "work: wrote the ledger", at)
+                b.log(trace, "s", "a-1", "INFO", "work: wrote the ledger", at + 5)
     for op in range(filler_ops):
-        for window, (start, count) in enumerate(((T0, 10), (T0 + 600 * SECOND, 5))):
+        for window, (start, count) in enumerate(((T0_MS, 10), (T0_MS + 600 * SECOND_MS, 5))):
             for k in range(count):
-                trace, at = f"f{op}-{window}-{k}", start + (k + 1) * 20 * SECOND + op
-                span(trace, "f", "f-1", f"op {_word(op)}", at)
+                trace, at = f"f{op}-{window}-{k}", start + (k + 1) * 20 * SECOND_MS
+                b.span(trace, "s", None, "f-1", f"op {_word(op)}", at, 10)
                 for t in range(20):
-                    line(trace, "f", "f-1", f"op {_word(op)}: step {_word(t)} done", at)
-    return IncidentData(
-        incident=INCIDENT,
-        spans=from_columns("spans", dict(spans.items()), "silence spans"),
-        logs=from_columns("logs", dict(logs.items()), "silence logs"),
-    )
+                    b.log(
+                        trace, "s", "f-1", "INFO", f"op {_word(op)}: step {_word(t)} done", at + 5
+                    )
+    return b.data(Labels(service="a"))
 
 
 def _silenced(filler_ops: int) -> list[tuple[str, str, str]]:
