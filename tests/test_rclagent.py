@@ -52,6 +52,9 @@ SIMULATED = {
     ("unavailable", 3): (1, 1, "unavailable"),
 }
 
+#: cases where fewer than `max_requests` (5) requests are anomalous, so fewer are analysed
+FEWER_REQUESTS = {("memory", 1): 4}
+
 
 @pytest.mark.parametrize(("fault", "seed"), sorted(SIMULATED))
 def test_simulated_faults_regression(fault: str, seed: int) -> None:
@@ -66,7 +69,7 @@ def test_simulated_faults_regression(fault: str, seed: int) -> None:
     instance_rank = _rank([c.name for c in result.ranking.instances], labels.instance)
     assert (service_rank, instance_rank, result.fault_type) == SIMULATED[(fault, seed)]
     assert result.modalities == ["traces", "logs", "metrics"]
-    assert result.stats["requests_analysed"] == 5
+    assert result.stats["requests_analysed"] == FEWER_REQUESTS.get((fault, seed), 5)
 
 
 # -- hand-built incidents -----------------------------------------------------------
@@ -155,14 +158,15 @@ def test_tools_return_exact_numbers() -> None:
     assert edge.baseline_ms == pytest.approx(3.0)
     assert edge.excess_ms == pytest.approx(102.0 - 8.0)
     assert (edge.caller_instance, edge.callee_instance) == ("front-1", "b-1")
-    # every call into b-1 was slow; half of front-1's calls (those to b-1, not to a-1)
+    # every call into b-1 was slow (4 of 4), and its calls out (4 of 4); half of
+    # front-1's (4 of 8: those to b-1, not to a-1); shares are (slow + 0.5) / (calls + 1)
     assert ctx.edge_sides == {
-        "front-1": (0.5, 0.0),
-        "b-1": (1.0, 1.0),
-        "c-1": (0.0, 1.0),
-        "a-1": (0.0, 0.0),
+        "front-1": (0.5, 0.5),
+        "b-1": (0.9, 0.9),
+        "c-1": (0.5, 0.9),
+        "a-1": (0.5, 0.1),
     }
-    assert edge.callee_share == pytest.approx(1.0 / 1.5)
+    assert edge.callee_share == pytest.approx(0.9 / 1.4)
     assert graph.nodes["fc"].is_client and not graph.nodes["bs"].is_client
     assert {e.id for e in ledger.graph().nodes} == {timing.evidence, edge.evidence}
 
@@ -281,6 +285,8 @@ def test_a_call_that_reached_no_server_is_blamed_on_the_way_to_its_callee() -> N
     data = b.data(Labels(service="b", instance="b-1", fault_type="network"))
     with TelemetryStore.from_incident(data) as store:
         result = RclAgentMethod().investigate(data.incident, store)
-    assert [c.name for c in result.ranking.instances[:2]] == ["b-1", "front-1"]
+    # b-1 takes 93 % of the edge time (no call into it was seen: an even prior, against
+    # front-1's 0 of 12 slow calls out); c-1, which only b calls, vanished with it
+    assert [c.name for c in result.ranking.instances[:3]] == ["b-1", "c-1", "front-1"]
     assert result.ranking.services[0].name == "b"
     assert result.fault_type == "network"

@@ -1,8 +1,17 @@
-"""Request selection: diversity over what the requests' evidence says."""
+"""Request selection: latency against the request's own type, and diversity over what
+the requests' evidence says."""
 
 from __future__ import annotations
 
-from tracehound.rclagent.select import _diverse, _Root
+from handmade import SECOND, T0, Builder
+
+from tracehound.model import Labels
+from tracehound.rclagent.facts import new_context
+from tracehound.rclagent.select import _diverse, _Root, _scored_roots
+from tracehound.store import TelemetryStore
+
+T0_MS = T0 // 1_000_000
+SECOND_MS = SECOND // 1_000_000
 
 
 def _root(trace: str, operation: str, signature: str, silence: float) -> _Root:
@@ -10,6 +19,7 @@ def _root(trace: str, operation: str, signature: str, silence: float) -> _Root:
         trace_id=trace,
         span_id="s",
         operation=operation,
+        kind=f"{operation} > ",
         duration_ms=10.0,
         excess_ms=0.0,
         error_spans=0,
@@ -38,6 +48,20 @@ def test_one_explanation_takes_one_slot_per_round_across_root_operations() -> No
     assert picked == ["a", "e", "f", "b", "g"]
 
 
+def test_faint_requests_wait_for_the_slots_strong_ones_leave() -> None:
+    """Three requests of one type are very slow (silence stands in for the score here);
+    five others each carry a different faint warning. Without tiers the faint signatures
+    would take two of three slots; below 0.3 of the best score they wait."""
+    roots = [
+        _root("s1", "GET /p", "slow", 0.79),
+        _root("s2", "GET /p", "slow", 0.78),
+        _root("s3", "GET /p", "slow", 0.77),
+        *(_root(f"w{k}", f"GET /{k}", f"svc: WARN {k}", 0.07) for k in range(5)),
+    ]
+    assert [r.trace_id for r in _diverse(roots, 3)] == ["s1", "s2", "s3"]
+    assert [r.trace_id for r in _diverse(roots, 5)] == ["s1", "s2", "s3", "w0", "w1"]
+
+
 def test_within_a_signature_root_operations_take_turns() -> None:
     roots = [
         _root("a1", "GET /a", "slow", 1.0),
@@ -45,3 +69,39 @@ def test_within_a_signature_root_operations_take_turns() -> None:
         _root("b1", "GET /b", "slow", 0.5),
     ]
     assert [r.trace_id for r in _diverse(roots, 3)] == ["a1", "b1", "a2"]
+
+
+def _gateway_incident() -> Builder:
+    """One gateway operation `/*` in front of two endpoints: `GET /fast` (about 60 ms) and
+    `GET /slow` (about 600 ms), 20 requests each per window; in the incident window one
+    more `/fast` request takes 300 ms (5 times its type's normal) and one more `/slow`
+    request 640 ms (within its type's spread)."""
+    b = Builder()
+    for window, start in enumerate((T0_MS, T0_MS + 600 * SECOND_MS)):
+        for k in range(40):
+            fast = k % 2 == 0
+            trace, at = f"w{window}-{k}", start + (k + 1) * 10 * SECOND_MS
+            total = (60.0 if fast else 600.0) * (1 + (k % 5 - 2) / 100)
+            b.span(trace, "r", None, "gw-1", "/*", at, total)
+            endpoint = "GET /fast" if fast else "GET /slow"
+            b.span(trace, "c", "r", "api-1", endpoint, at + 2, total - 4)
+    late = T0_MS + 600 * SECOND_MS + 450 * SECOND_MS
+    for trace, endpoint, total in (("x-fast", "GET /fast", 300.0), ("x-slow", "GET /slow", 640.0)):
+        b.span(trace, "r", None, "gw-1", "/*", late, total)
+        b.span(trace, "c", "r", "api-1", endpoint, late + 2, total - 4)
+    return b
+
+
+def test_a_root_is_slow_against_its_request_type_not_its_root_operation() -> None:
+    """Against all `/*` roots (median about 330 ms, MAD about 270 ms) neither extra request
+    is slow; against its own type (root operation and first operation of another service)
+    the 300 ms `/fast` request is 210 ms beyond its bound (1.5 x 60 ms) and the 640 ms
+    `/slow` one is within its bound (1.5 x 600 ms)."""
+    data = _gateway_incident().data(Labels(service="api"))
+    with TelemetryStore.from_incident(data) as store:
+        ctx = new_context(data.incident, store, use_logs=False, use_metrics=False)
+        roots = {r.trace_id: r for r in _scored_roots(store, ctx)}
+    assert roots["x-fast"].kind == "/* > GET /fast"
+    assert round(roots["x-fast"].excess_ms, 6) == 210.0
+    assert roots["x-slow"].excess_ms == 0.0
+    assert sorted(t for t, r in roots.items() if r.score > 0) == ["x-fast"]

@@ -124,6 +124,12 @@ class IncidentContext:
     #: per instance, the share of its outgoing and of its incoming calls in the incident
     #: window whose client-minus-server time exceeds the baseline (see `facts._edge_sides`)
     edge_sides: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def edge_side(self, instance: str) -> tuple[float, float]:
+        """`edge_sides` of the instance; for one with no call in the window, the prior's
+        even (0.5, 0.5): nothing says either way."""
+        return self.edge_sides.get(instance, (0.5, 0.5))
+
     instance_metrics: dict[str, list[MetricShift]] = field(default_factory=dict)
     node_metrics: dict[str, list[MetricShift]] = field(default_factory=dict)
     instance_node: dict[str, str] = field(default_factory=dict)

@@ -176,9 +176,11 @@ def _edge_baselines(store: TelemetryStore, ctx: IncidentContext, trace_ids: list
     }
 
 
-#: Least calls an instance must have made (or received) in the incident window for its
-#: share of slow calls to count.
-EDGE_SIDE_MIN_CALLS = 3
+#: Pseudo-calls, half of them slow, added to an instance's calls in the incident window
+#: before its share of slow calls is taken (the mean of a Jeffreys prior): an instance
+#: with two calls, both slow, shows 0.83, not 1.0 or "too few to tell", and one with
+#: none of 40 slow shows 0.012.
+EDGE_SIDE_PRIOR = 1.0
 
 
 def _edge_sides(store: TelemetryStore, ctx: IncidentContext) -> None:
@@ -237,7 +239,7 @@ def _edge_sides(store: TelemetryStore, ctx: IncidentContext) -> None:
     )
 
     def share(slow: int, n: int) -> float:
-        return slow / n if n >= EDGE_SIDE_MIN_CALLS else 0.0
+        return (slow + EDGE_SIDE_PRIOR / 2) / (n + EDGE_SIDE_PRIOR)
 
     ctx.edge_sides = {
         r["instance"]: (

@@ -21,7 +21,9 @@ Phase 1 (`verify`), per span, from its tools:
     of the caller's other calls and of the callee's other incoming calls were slow too
     (incident-wide), and summed over edges, so the instance that slow edges share
     collects it;
-  - *latency only* (`latency_only`): a slow span with nothing else is a victim (weak).
+  - *latency only* (`latency_only`): a slow span with nothing else is a victim (weak);
+    not a client span whose call into its callee is slow on the edge (that time is the
+    edge's, split by the edge rule).
 
 Phase 2 (`consolidate`), bottom-up, blame moves to the deepest span with strong
 evidence:
@@ -202,7 +204,10 @@ class RuleReasoner:
         below_error = any(c.error_chain for c in child_reports)
         error = w.error_logs * s.error + (w.error_status if s.status_error and not s.error else 0)
         targets = self._redirect(finding, child_reports, error) if error and not below_error else []
-        own = self._own(finding, error, below_error, redirected=bool(targets))
+        # a client span made slow by the edge into its callee carries edge time: the
+        # edge rule splits it between the two instances, so the caller is no victim
+        carried = s.is_client and any(c.signals.edge > 0 for c in child_reports)
+        own = self._own(finding, error, below_error, redirected=bool(targets), edge_carried=carried)
         for target in targets:
             key = _key(target.service, target.instance)
             if key not in blame or target.score > blame[key].score:
@@ -247,7 +252,13 @@ class RuleReasoner:
         )
 
     def _own(
-        self, finding: SpanFinding, error: float, below_error: bool, *, redirected: bool
+        self,
+        finding: SpanFinding,
+        error: float,
+        below_error: bool,
+        *,
+        redirected: bool,
+        edge_carried: bool = False,
     ) -> Blame | None:
         """The blame the span's own evidence puts on its own instance."""
         w, s, span = self.weights, finding.signals, finding.node.span
@@ -270,7 +281,7 @@ class RuleReasoner:
         if performance > 0:
             slow = (s.resource_kind if s.resource > 0 else None) or "latency"
             parts.append((performance, slow, "own self-time / resources grew"))
-        if not parts and s.latency > 0:
+        if not parts and s.latency > 0 and not edge_carried:
             parts.append((w.latency_only * s.latency, "latency", "slow, nothing else (victim)"))
         if not parts:
             return None
@@ -508,13 +519,13 @@ def _unreached_split(
     instance and each usual callee (its one instance, else its service), by their
     incident-wide shares of slow outgoing and incoming calls (`facts._edge_sides`), evenly
     when neither shows any."""
-    out_share = ctx.edge_sides.get(caller, (0.0, 0.0))[0]
+    out_share = ctx.edge_side(caller)[0]
     parts: list[tuple[str, float]] = []
     callee_total = 0.0
     for service in callees:
         instances = [i for i, s in ctx.instance_service.items() if s == service]
         key = instances[0] if len(instances) == 1 else f"service:{service}"
-        in_share = max((ctx.edge_sides.get(i, (0.0, 0.0))[1] for i in instances), default=0.0)
+        in_share = max((ctx.edge_side(i)[1] for i in instances), default=0.5)
         share = in_share / (in_share + out_share) if in_share + out_share > 0 else 0.5
         part = share / len(callees)
         parts.append((key, part))

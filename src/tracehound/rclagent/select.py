@@ -4,15 +4,20 @@ A request is a root span starting in the incident window. It is anomalous when i
 holds spans with error status, when log lines linked to its trace are errors (or warnings)
 that the baseline window did not show as often (their `novelty`), when its spans left out
 info lines their operation wrote in the baseline and has stopped writing (silence), or
-when the root is far slower than its operation's baseline: the excess over
+when the root is far slower than the baseline of its *request type*: the excess over
 ``median + 3 MAD`` must also exceed a floor in natural units (`LATENCY_FLOOR_MS`, and half
-the median), so flat baselines do not turn jitter into anomalies. Selection is
+the median), so flat baselines do not turn jitter into anomalies. The request type is the
+root operation and the first operation of another service in the trace (the endpoint a
+gateway routes the request to: one gateway operation often fronts requests that take
+60 ms and others that take 600 ms); a type with fewer than `KIND_MIN_BASELINE` baseline
+roots has its spread floored by the typical relative spread of all roots, and a type
+absent from the baseline falls back to its root operation's baseline. Selection is
 telemetry-only: no label or inject time is read.
 
-Up to `max_requests` are picked, diverse in entry operation and error signature (the most
-novel error template of the trace, or "slow"): round-robin over (operation, signature)
-groups, best first. When nothing is anomalous, the requests slowest relative to their
-baseline are taken, and the reason says so.
+Up to `max_requests` are picked, diverse in error signature (the most novel error
+template of the trace, or "slow") and request type, in tiers (`_diverse`). When nothing
+is anomalous, the requests slowest relative to their baseline are taken, and the reason
+says so.
 """
 
 from __future__ import annotations
@@ -32,6 +37,16 @@ from tracehound.store import TelemetryStore
 
 #: A root is slow only if it exceeds its baseline by at least this many milliseconds.
 LATENCY_FLOOR_MS = 20.0
+#: Requests scoring below this share of the most anomalous one, and below
+#: `DIVERSE_TIER_CAP`, wait for the slots the others leave (see `_diverse`). The cap keeps
+#: slow requests (latency scores at most 1) in the first tier next to failing ones
+#: (2 and more), and faint but genuine ones (a newly frequent warning scores about 0.25)
+#: in it too: 0.1 is a root 11 ms beyond its bound, or a tenth of a novel error line.
+DIVERSE_TIER = 0.3
+DIVERSE_TIER_CAP = 0.1
+#: Baseline roots a request type needs before its own spread is trusted; with fewer, the
+#: spread is at least the typical relative spread of all baseline roots times its median.
+KIND_MIN_BASELINE = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +78,7 @@ class _Root:
     trace_id: str
     span_id: str
     operation: str
+    kind: str
     duration_ms: float
     excess_ms: float
     error_spans: int
@@ -86,7 +102,9 @@ class _Root:
         if self.silence > 0:
             parts.append(f"usual log lines missing (weight {self.silence:.2f})")
         if self.excess_ms > 0:
-            parts.append(f"root {self.excess_ms:.0f} ms above its operation's baseline")
+            parts.append(
+                f"root {self.excess_ms:.0f} ms above the baseline of its type ({self.kind})"
+            )
         if fallback:
             parts = [
                 f"no anomalous request; slowest relative to baseline "
@@ -148,28 +166,48 @@ def _scored_roots(store: TelemetryStore, ctx: IncidentContext) -> list[_Root]:
     found = rows(
         store,
         f"""
-        WITH r AS (SELECT trace_id, span_id, operation, duration_ns / {NS_PER_MS} AS d
+        WITH r AS (SELECT trace_id, span_id, service, operation, duration_ns / {NS_PER_MS} AS d
                    FROM spans WHERE parent_span_id IS NULL AND start_ns >= ? AND start_ns < ?),
         {log_cte}
         {silence_sql}
-        rb0 AS (SELECT operation, duration_ns / {NS_PER_MS} AS d FROM spans
+        rb0 AS (SELECT trace_id, service, operation, duration_ns / {NS_PER_MS} AS d FROM spans
                 WHERE parent_span_id IS NULL AND start_ns >= ? AND start_ns < ?),
-        rbm AS (SELECT operation, median(d) AS md FROM rb0 GROUP BY operation),
+        ra AS (SELECT trace_id, service, 1 AS now FROM r UNION ALL
+               SELECT trace_id, service, 0 AS now FROM rb0),
+        en AS (SELECT s.trace_id, first(s.operation ORDER BY s.start_ns, s.operation) AS entry
+               FROM spans s JOIN ra USING (trace_id)
+               WHERE s.service IS DISTINCT FROM ra.service GROUP BY s.trace_id),
+        rk AS (SELECT rb0.*, rb0.operation || ' > ' || coalesce(en.entry, '') AS kind
+               FROM rb0 LEFT JOIN en USING (trace_id)),
+        rbm AS (SELECT operation, median(d) AS md FROM rk GROUP BY operation),
         rb AS (SELECT operation, any_value(md) AS md, median(abs(d - md)) AS mad
-               FROM rb0 JOIN rbm USING (operation) GROUP BY operation),
+               FROM rk JOIN rbm USING (operation) GROUP BY operation),
+        rkm AS (SELECT kind, median(d) AS md FROM rk GROUP BY kind),
+        rkd AS (SELECT kind, d, md, abs(d - md) AS dev FROM rk JOIN rkm USING (kind)),
+        pool AS (SELECT coalesce(median(dev / md) FILTER (WHERE md > 0), 0) AS rel FROM rkd),
+        rkb AS (SELECT kind, any_value(md) AS md,
+                       CASE WHEN count(*) >= ? THEN median(dev)
+                            ELSE greatest(median(dev), any_value(pool.rel) * any_value(md))
+                       END AS mad
+                FROM rkd, pool GROUP BY kind),
         te AS (SELECT trace_id, count(*) AS n FROM spans
-               WHERE status = 'error' AND trace_id IN (SELECT trace_id FROM r) GROUP BY trace_id)
-        SELECT r.trace_id, r.span_id, r.operation, r.d,
-               r.d - coalesce(rb.md, r.d) AS vs_median,
-               r.d - greatest(coalesce(rb.md, r.d) + 3 * 1.4826 * coalesce(rb.mad, 0),
-                              1.5 * coalesce(rb.md, r.d), coalesce(rb.md, r.d) + ?) AS excess,
+               WHERE status = 'error' AND trace_id IN (SELECT trace_id FROM r) GROUP BY trace_id),
+        rr AS (SELECT r.*, r.operation || ' > ' || coalesce(en.entry, '') AS kind
+               FROM r LEFT JOIN en USING (trace_id)),
+        rx AS (SELECT rr.*, coalesce(rkb.md, rb.md, rr.d) AS md,
+                      CASE WHEN rkb.kind IS NOT NULL THEN rkb.mad ELSE coalesce(rb.mad, 0) END
+                        AS mad
+               FROM rr LEFT JOIN rkb USING (kind) LEFT JOIN rb USING (operation))
+        SELECT rx.trace_id, rx.span_id, rx.operation, rx.kind, rx.d,
+               rx.d - rx.md AS vs_median,
+               rx.d - greatest(rx.md + 3 * 1.4826 * rx.mad, 1.5 * rx.md, rx.md + ?) AS excess,
                coalesce(te.n, 0) AS n_err, coalesce(tl.w, 0.0) AS w,
                coalesce(ts.silence, 0.0) AS silence, coalesce(tl.sig, ts.sig) AS sig
-        FROM r LEFT JOIN rb USING (operation) LEFT JOIN te USING (trace_id)
+        FROM rx LEFT JOIN te USING (trace_id)
         LEFT JOIN tl USING (trace_id) LEFT JOIN ts USING (trace_id)
-        ORDER BY r.trace_id
+        ORDER BY rx.trace_id
         """,
-        [*params, LATENCY_FLOOR_MS],
+        [*params, KIND_MIN_BASELINE, LATENCY_FLOOR_MS],
     )
     roots = []
     for r in found:
@@ -180,6 +218,7 @@ def _scored_roots(store: TelemetryStore, ctx: IncidentContext) -> list[_Root]:
                 trace_id=r["trace_id"],
                 span_id=r["span_id"],
                 operation=r["operation"],
+                kind=r["kind"],
                 duration_ms=float(r["d"]),
                 excess_ms=excess,
                 error_spans=int(r["n_err"]),
@@ -194,15 +233,28 @@ def _scored_roots(store: TelemetryStore, ctx: IncidentContext) -> list[_Root]:
 
 def _diverse(roots: list[_Root], limit: int) -> list[_Root]:
     """Round-robin over signatures (what a request's strongest evidence says), and within
-    a signature over root operations, each best first.
+    a signature over request types, each best first; requests scoring below
+    `DIVERSE_TIER` of the best and below `DIVERSE_TIER_CAP` only fill the slots the
+    others leave.
 
-    A signature met under many root operations (a silence or an error deep in a shared
+    A signature met under many request types (a silence or an error deep in a shared
     service) takes one slot per round, like any other, so one explanation, perhaps a
-    chance one, cannot fill every slot while other evidence waits.
+    chance one, cannot fill every slot while other evidence waits; and a faint one (a
+    warning a little more frequent than usual) cannot take a slot from a request many
+    times more anomalous.
     """
+    if not roots:
+        return []
+    cut = min(DIVERSE_TIER * max(r.score for r in roots), DIVERSE_TIER_CAP)
+    strong = _turns([r for r in roots if r.score >= cut], limit)
+    return strong + _turns([r for r in roots if r.score < cut], limit - len(strong))
+
+
+def _turns(roots: list[_Root], limit: int) -> list[_Root]:
+    """The round-robin of `_diverse` within one tier."""
     by_signature: dict[str, dict[str, list[_Root]]] = {}
     for root in sorted(roots, key=lambda r: (-r.score, r.trace_id)):
-        by_signature.setdefault(root.signature, {}).setdefault(root.operation, []).append(root)
+        by_signature.setdefault(root.signature, {}).setdefault(root.kind, []).append(root)
     groups = [_round_robin(list(ops.values()), len(roots)) for ops in by_signature.values()]
     order = sorted(groups, key=lambda g: (-g[0].score, g[0].trace_id))
     return _round_robin(order, limit)

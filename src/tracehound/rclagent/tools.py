@@ -125,8 +125,8 @@ def edge_timing(
         tool="edge_timing",
         value=extra,
     )
-    out_share = ctx.edge_sides.get(caller.instance, (0.0, 0.0))[0]
-    in_share = ctx.edge_sides.get(span.instance, (0.0, 0.0))[1]
+    out_share = ctx.edge_side(caller.instance)[0]
+    in_share = ctx.edge_side(span.instance)[1]
     return EdgeTiming(
         caller_instance=caller.instance,
         callee_instance=span.instance,
