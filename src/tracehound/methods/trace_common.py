@@ -92,15 +92,26 @@ def finite(value: float) -> float:
     return max(-1e300, min(1e300, value))
 
 
+#: Decimals a score keeps in rankings: sums of the same floats in another order differ in
+#: the last bits, which must not reorder candidates (ties then fall to the name).
+SCORE_DECIMALS = 12
+
+
+def ranked_score(value: float) -> float:
+    """`finite(value)` rounded to `SCORE_DECIMALS`: the score rankings sort and report."""
+    return round(finite(value), SCORE_DECIMALS)
+
+
 def ordered(items: Iterable[Scored]) -> list[Scored]:
-    """Best first: score, then tiebreak (both descending), then name (ascending)."""
-    return sorted(items, key=lambda s: (-finite(s.score), -s.tiebreak, s.name))
+    """Best first: score (rounded, `ranked_score`), then tiebreak (both descending), then
+    name (ascending)."""
+    return sorted(items, key=lambda s: (-ranked_score(s.score), -s.tiebreak, s.name))
 
 
 def to_candidates(kind: Literal["service", "instance"], items: Sequence[Scored]) -> list[Candidate]:
     """Candidates in the given (already ordered) order with finite scores."""
     return [
-        Candidate(kind=kind, name=item.name, score=finite(item.score), reason=item.reason)
+        Candidate(kind=kind, name=item.name, score=ranked_score(item.score), reason=item.reason)
         for item in items
     ]
 
