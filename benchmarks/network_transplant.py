@@ -1,7 +1,7 @@
 """Network delays transplanted onto real, fault-free traces: does rclagent find them?
 
     python benchmarks/network_transplant.py DATASET OUT [--incident ID] [--delay-ms 100,300]
-        [--leaf-calls] [--min-edges 5] [--seed 0]
+        [--loss P] [--leaf-calls] [--min-edges 5] [--seed 0]
     tracehound bench --method rclagent --dataset OUT --workers 2
 
 The development sets hold no network-delay fault, while real systems (and the held-out
@@ -16,7 +16,9 @@ one instance's egress is delayed, as a `netem` delay on a pod would do:
 - a call into the victim: the response leg is late, so the caller's span ends `delay`
   later while the victim's own span is unchanged;
 - with `--leaf-calls`, each leaf span of the victim (on real traces mostly database
-  calls to an untraced server) also lasts `delay` longer.
+  calls to an untraced server) also lasts `delay` longer;
+- with `--loss P`, packet loss instead of a steady delay: each such leg is delayed only
+  with probability P, by `delay` (set it to a retransmission timeout, 200 ms on Linux).
 
 Every extension moves what follows: a sibling that started after an extended span ended
 starts later by that much, and a parent ends as much later as its last child now ends
@@ -70,7 +72,12 @@ def _rooted_in(spans: pa.Table, lo: int, hi: int) -> pa.Table:
 
 
 def delay_traces(
-    spans: pa.Table, victim: str, delay_ms: float, leaf_calls: bool, rng: np.random.Generator
+    spans: pa.Table,
+    victim: str,
+    delay_ms: float,
+    leaf_calls: bool,
+    rng: np.random.Generator,
+    loss: float | None = None,
 ) -> tuple[pa.Table, dict[tuple[str, str], int]]:
     """The spans with the victim's egress delayed, and each moved span's shift in ns."""
     trace = spans["trace_id"].to_pylist()
@@ -93,7 +100,10 @@ def delay_traces(
     extend = np.zeros(len(start), dtype=np.int64)
 
     def late() -> int:
-        return int(delay_ms * 1e6 * rng.uniform(0.8, 1.2))
+        jitter = rng.uniform(0.8, 1.2)
+        if loss is not None and rng.random() >= loss:
+            return 0
+        return int(delay_ms * 1e6 * jitter)
 
     def walk(i: int, moved: int) -> int:
         shift[i] = moved
@@ -166,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", help="directory for the bundles")
     parser.add_argument("--incident", help="incident whose normal window is used (first)")
     parser.add_argument("--delay-ms", default="100,300", help="delays, comma-separated")
+    parser.add_argument(
+        "--loss", type=float, help="delay a leg only with this probability (packet loss)"
+    )
     parser.add_argument("--leaf-calls", action="store_true", help="delay the victim's leaves")
     parser.add_argument("--min-edges", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
@@ -191,9 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     for delay in (float(d) for d in args.delay_ms.split(",")):
         for n, (service, instance) in enumerate(victims):
             rng = np.random.default_rng([args.seed, n, int(delay)])
-            late, moved = delay_traces(during, instance, delay, args.leaf_calls, rng)
+            late, moved = delay_traces(
+                during, instance, delay, args.leaf_calls, rng, loss=args.loss
+            )
             incident = Incident(
-                id=f"net-{int(delay)}ms-{n:02d}",
+                id=(f"loss{round(args.loss * 100)}-" if args.loss is not None else "net-")
+                + f"{int(delay)}ms-{n:02d}",
                 system=data.incident.system,
                 window=Window(start=_dt(mid), end=_dt(hi)),
                 normal_window=Window(start=_dt(lo), end=_dt(mid)),
