@@ -125,11 +125,6 @@ class IncidentContext:
     #: window whose client-minus-server time exceeds the baseline (see `facts._edge_sides`)
     edge_sides: dict[str, tuple[float, float]] = field(default_factory=dict)
 
-    def edge_side(self, instance: str) -> tuple[float, float]:
-        """`edge_sides` of the instance; for one with no call in the window, the prior's
-        even (0.5, 0.5): nothing says either way."""
-        return self.edge_sides.get(instance, (0.5, 0.5))
-
     instance_metrics: dict[str, list[MetricShift]] = field(default_factory=dict)
     node_metrics: dict[str, list[MetricShift]] = field(default_factory=dict)
     instance_node: dict[str, str] = field(default_factory=dict)
@@ -150,6 +145,11 @@ class IncidentContext:
                 found.setdefault((ps, po), set()).add(cs)
             self._callees = {key: tuple(sorted(names)) for key, names in found.items()}
         return self._callees
+
+    def edge_side(self, instance: str) -> tuple[float, float]:
+        """`edge_sides` of the instance; for one with no call in the window, the prior's
+        even (0.5, 0.5): nothing says either way."""
+        return self.edge_sides.get(instance, (0.5, 0.5))
 
     @property
     def base_seconds(self) -> float:

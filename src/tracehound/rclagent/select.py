@@ -172,8 +172,7 @@ def _scored_roots(store: TelemetryStore, ctx: IncidentContext) -> list[_Root]:
         {silence_sql}
         rb0 AS (SELECT trace_id, service, operation, duration_ns / {NS_PER_MS} AS d FROM spans
                 WHERE parent_span_id IS NULL AND start_ns >= ? AND start_ns < ?),
-        ra AS (SELECT trace_id, service, 1 AS now FROM r UNION ALL
-               SELECT trace_id, service, 0 AS now FROM rb0),
+        ra AS (SELECT trace_id, service FROM r UNION ALL SELECT trace_id, service FROM rb0),
         en AS (SELECT s.trace_id, first(s.operation ORDER BY s.start_ns, s.operation) AS entry
                FROM spans s JOIN ra USING (trace_id)
                WHERE s.service IS DISTINCT FROM ra.service GROUP BY s.trace_id),
