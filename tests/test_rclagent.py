@@ -137,6 +137,19 @@ def test_slow_edges_blame_the_instance_they_share() -> None:
     assert result.modalities == ["traces"]
 
 
+def test_a_client_span_slowed_on_its_edge_is_no_victim() -> None:
+    """`call b` and `call c` are slow only by the network time between them and their
+    server spans: that time goes to the edge rule, so neither client span is blamed as a
+    slow victim; the victims named are the spans above them."""
+    data = _network_data()
+    with TelemetryStore.from_incident(data) as store:
+        result = RclAgentMethod().investigate(data.incident, store)
+    reasons = {c.name: c.reason for c in result.ranking.instances}
+    assert "front-1 GET /: slow, nothing else (victim)" in reasons["front-1"]
+    assert "b-1 b op: slow, nothing else (victim)" in reasons["b-1"]
+    assert not any("call b:" in r or "call c:" in r for r in reasons.values())
+
+
 def test_tools_return_exact_numbers() -> None:
     data = _network_data()
     with TelemetryStore.from_incident(data) as store:
