@@ -1,14 +1,16 @@
 """Network delays transplanted onto real, fault-free traces: does rclagent find them?
 
     python benchmarks/network_transplant.py DATASET OUT [--incident ID] [--delay-ms 100,300]
-        [--loss P] [--leaf-calls] [--min-edges 5] [--seed 0]
+        [--loss P] [--leaf-calls] [--incident-first] [--no-metrics] [--min-edges 5]
+        [--seed 0]
     tracehound bench --method rclagent --dataset OUT --workers 2
 
 The development sets hold no network-delay fault, while real systems (and the held-out
 data) do. This builds labelled network-delay incidents from a dataset incident's *normal
 window* (fault-free traffic of a real system): its traces rooted in the first half become
-the baseline, those rooted in the second half the incident window, and in the second half
-one instance's egress is delayed, as a `netem` delay on a pod would do:
+the baseline, those rooted in the second half the incident window (`--incident-first`:
+the other way round), and in the incident half one instance's egress is delayed, as a
+`netem` delay on a pod would do:
 
 - a call out of the victim (its span -> a span of another instance): the request leg is
   late, so the callee's span and everything under it start `delay` later, and the call
@@ -180,6 +182,14 @@ def main(argv: list[str] | None = None) -> int:
         "--loss", type=float, help="delay a leg only with this probability (packet loss)"
     )
     parser.add_argument("--leaf-calls", action="store_true", help="delay the victim's leaves")
+    parser.add_argument(
+        "--incident-first", action="store_true", help="the first half is the incident"
+    )
+    parser.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="leave the metrics out (the window's own may hold a real, unlabelled shift)",
+    )
     parser.add_argument("--min-edges", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -192,8 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     lo, hi = _ns(normal.start), _ns(normal.end)
     mid = lo + (hi - lo) // 2
-    before = _rooted_in(data.spans, lo, mid)
-    during = _rooted_in(data.spans, mid, hi)
+    (b0, b1), (w0, w1) = ((mid, hi), (lo, mid)) if args.incident_first else ((lo, mid), (mid, hi))
+    before = _rooted_in(data.spans, b0, b1)
+    during = _rooted_in(data.spans, w0, w1)
     logs = data.logs
     if logs is not None:
         logs = logs.filter(pc.and_(pc.greater_equal(logs["ts_ns"], lo), pc.less(logs["ts_ns"], hi)))
@@ -211,16 +222,16 @@ def main(argv: list[str] | None = None) -> int:
                 id=(f"loss{round(args.loss * 100)}-" if args.loss is not None else "net-")
                 + f"{int(delay)}ms-{n:02d}",
                 system=data.incident.system,
-                window=Window(start=_dt(mid), end=_dt(hi)),
-                normal_window=Window(start=_dt(lo), end=_dt(mid)),
+                window=Window(start=_dt(w0), end=_dt(w1)),
+                normal_window=Window(start=_dt(b0), end=_dt(b1)),
                 labels=Labels(
-                    service=service, instance=instance, fault_type="network", fault_start=_dt(mid)
+                    service=service, instance=instance, fault_type="network", fault_start=_dt(w0)
                 ),
             )
             bundle = IncidentData(
                 incident=incident,
                 spans=pa.concat_tables([before, late]),
-                metrics=data.metrics,
+                metrics=None if args.no_metrics else data.metrics,
                 logs=_move_logs(logs, moved) if logs is not None else None,
             )
             write_bundle(bundle, out / incident.id)
