@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,13 +46,6 @@ import pyarrow.compute as pc
 from tracehound.bundle import write_bundle
 from tracehound.datasets import open_dataset
 from tracehound.model import Incident, IncidentData, Labels, Window
-
-
-@dataclass(frozen=True)
-class Half:
-    """The spans (as columns) of traces rooted in one half of the normal window."""
-
-    table: pa.Table
 
 
 def _ns(t: datetime) -> int:
