@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tracehound.model import Incident, IncidentData, Labels, Window
-from tracehound.tables import from_columns
+from tracehound.tables import LOGS_SCHEMA, SPANS_SCHEMA, from_columns
 
 MS = 1_000_000
 SECOND = 1_000_000_000
@@ -19,27 +19,10 @@ class Builder:
     is [T0, T0 + 600 s) and incident window the 600 s after."""
 
     spans: dict[str, list[object]] = field(
-        default_factory=lambda: {
-            k: []
-            for k in (
-                "trace_id",
-                "span_id",
-                "parent_span_id",
-                "service",
-                "instance",
-                "operation",
-                "kind",
-                "start_ns",
-                "duration_ns",
-                "status",
-            )
-        }
+        default_factory=lambda: {k: [] for k in SPANS_SCHEMA.names if k != "attributes"}
     )
     logs: dict[str, list[object]] = field(
-        default_factory=lambda: {
-            k: []
-            for k in ("ts_ns", "service", "instance", "level", "message", "trace_id", "span_id")
-        }
+        default_factory=lambda: {k: [] for k in LOGS_SCHEMA.names}
     )
 
     def span(
