@@ -193,10 +193,22 @@ def test_metrics_only_still_ranks() -> None:
     assert labels is not None
     assert result.modalities == ["metrics"]
     assert result.stats["requests_analysed"] == 0
-    # Metrics alone put the victim second here: another instance's cpu series saturates at
-    # 100 % in this incident, and without traces nothing says which one callers waited on.
-    assert _rank([c.name for c in result.ranking.services], labels.service) == 2
+    # Another instance's cpu series spikes to 100 % in this incident, which put the victim
+    # second when the window's largest value counted; its median did not move.
+    assert _rank([c.name for c in result.ranking.services], labels.service) == 1
     assert result.fault_type == "cpu"
+
+
+def test_use_traces_false_ranks_as_if_the_store_had_no_spans() -> None:
+    data = small_incident()
+    without = IncidentData(incident=data.incident, metrics=data.metrics, logs=data.logs)
+    with TelemetryStore.from_incident(data) as store:
+        ablated = RclAgentMethod(use_traces=False).investigate(data.incident, store)
+    with TelemetryStore.from_incident(without) as store:
+        reduced = RclAgentMethod().investigate(without.incident, store)
+    assert ablated.stats["requests_analysed"] == 0
+    assert ablated.modalities == reduced.modalities == ["logs", "metrics"]
+    assert ablated.ranking == reduced.ranking
 
 
 def test_single_request_analyses_one_request() -> None:

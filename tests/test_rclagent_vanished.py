@@ -8,7 +8,7 @@ import pytest
 
 from tracehound.model import Incident, Window
 from tracehound.rclagent.context import IncidentContext
-from tracehound.rclagent.facts import _poisson_cdf, _vanished
+from tracehound.rclagent.facts import _vanished, poisson_cdf
 
 SECOND = 1_000_000_000
 T0 = 1_700_000_000 * SECOND
@@ -30,13 +30,13 @@ def _ctx(activity: dict[str, tuple[int, int]]) -> IncidentContext:
     return ctx
 
 
-def test_poisson_cdf_exact_and_approximate() -> None:
-    assert _poisson_cdf(0, 4.6) == pytest.approx(math.exp(-4.6))
-    assert _poisson_cdf(10, 10.0) == pytest.approx(0.5830397502, rel=1e-9)
-    assert _poisson_cdf(4, 10.0) == pytest.approx(0.0292526881, rel=1e-9)
+def testpoisson_cdf_exact_and_approximate() -> None:
+    assert poisson_cdf(0, 4.6) == pytest.approx(math.exp(-4.6))
+    assert poisson_cdf(10, 10.0) == pytest.approx(0.5830397502, rel=1e-9)
+    assert poisson_cdf(4, 10.0) == pytest.approx(0.0292526881, rel=1e-9)
     # above a mean of 1,000: the continuity-corrected normal approximation
-    assert _poisson_cdf(1000, 1000.5) == pytest.approx(0.5, abs=1e-12)
-    assert _poisson_cdf(400, 2000.0) < 1e-100
+    assert poisson_cdf(1000, 1000.5) == pytest.approx(0.5, abs=1e-12)
+    assert poisson_cdf(400, 2000.0) < 1e-100
 
 
 def test_a_fall_chance_explains_among_many_instances_is_not_vanished() -> None:

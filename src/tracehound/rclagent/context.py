@@ -13,6 +13,7 @@ statistics (median, MAD) of the incident window itself (`IncidentContext.baselin
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,8 +76,14 @@ class MetricShift:
     node: str
     name: str
     normal: float
+    #: the incident window's peak
     value: float
     score: float
+    #: the incident window's sustained level (its median, or its last quarter's)
+    level: float = math.nan
+    #: the baseline had no spread and no level (a series flat at zero): `score` is then
+    #: the rise over a floor of 1e-9, capped, and says only that it rose
+    flat: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +134,8 @@ class IncidentContext:
 
     instance_metrics: dict[str, list[MetricShift]] = field(default_factory=dict)
     node_metrics: dict[str, list[MetricShift]] = field(default_factory=dict)
+    #: shifts of series that name a service but neither an instance nor a node
+    service_metrics: dict[str, list[MetricShift]] = field(default_factory=dict)
     instance_node: dict[str, str] = field(default_factory=dict)
     services: list[str] = field(default_factory=list)
     instances: list[str] = field(default_factory=list)

@@ -10,7 +10,6 @@ import math
 
 import numpy as np
 
-from tracehound.methods.metric_matrix import SeriesMatrix, series_matrix
 from tracehound.methods.metric_ranking import fault_type_of
 from tracehound.methods.trace_common import windowed_spans_cte
 from tracehound.model import Incident
@@ -454,7 +453,7 @@ def _vanished(ctx: IncidentContext) -> dict[str, float]:
         # requests arrive independently, spans in clumps of a request's calls: chance is
         # judged on the requests (traces) that reached the instance
         traces_now, traces_before = ctx.activity_traces.get(instance, ctx.activity[instance])
-        if _poisson_cdf(traces_now, traces_before * ratio) < level:
+        if poisson_cdf(traces_now, traces_before * ratio) < level:
             out[instance] = min(1.0, drop)
     return out
 
@@ -494,7 +493,7 @@ def _span_drops(ctx: IncidentContext) -> dict[str, tuple[float, float]]:
     return out
 
 
-def _poisson_cdf(k: int, mean: float) -> float:
+def poisson_cdf(k: int, mean: float) -> float:
     """P(X <= k) for X ~ Poisson(mean), summed in log space; the normal approximation
     (continuity-corrected) above a mean of 1,000, where the sum would be long."""
     if mean > 1000:
@@ -507,7 +506,7 @@ def _poisson_cdf(k: int, mean: float) -> float:
     return min(1.0, total)
 
 
-def _metric_segments(store: TelemetryStore, ctx: IncidentContext) -> list[tuple[int, int]]:
+def metric_segments(store: TelemetryStore, ctx: IncidentContext) -> list[tuple[int, int]]:
     """Baseline then incident segment for metrics: the normal window, else everything before."""
     w = ctx.window
     normal = ctx.incident.normal_window
@@ -520,12 +519,6 @@ def _metric_segments(store: TelemetryStore, ctx: IncidentContext) -> list[tuple[
         if n:
             return [(normal.start_ns, normal.end_ns), (w.start_ns, w.end_ns)]
     return [(_INT64_MIN, w.start_ns), (w.start_ns, w.end_ns)]
-
-
-def metric_matrix(store: TelemetryStore, ctx: IncidentContext) -> tuple[SeriesMatrix, int]:
-    """The metric matrix (baseline rows first) and the index of the first incident row."""
-    matrix = series_matrix(store, _metric_segments(store, ctx))
-    return matrix, int(np.sum(matrix.segment == 0))
 
 
 def _kendall_tau(values: np.ndarray) -> np.ndarray:
@@ -578,7 +571,7 @@ def _series_stats(store: TelemetryStore, ctx: IncidentContext) -> dict[str, np.n
     instances of one node report the series with identical values (`shared`: node-level
     series repeated on every pod row, which say nothing about one pod).
     """
-    (b0, b1), (w0, w1) = _metric_segments(store, ctx)
+    (b0, b1), (w0, w1) = metric_segments(store, ctx)
     tail_from = w0 + (w1 - w0) * 3 // 4
     table = store.query(_SERIES_SQL, [b0, b1, w0, w1, tail_from])
     out: dict[str, np.ndarray] = {}
@@ -676,6 +669,8 @@ def _metric_shifts(store: TelemetryStore, ctx: IncidentContext) -> None:
             normal=float(median[j]),
             value=float(st["peak"][j]),
             score=float(min(score[j], 1e6)),
+            level=float(level[j]),
+            flat=bool(scale[j] <= tiny[j]),
         )
         if shift.instance and not st["shared"][j]:
             ctx.instance_metrics.setdefault(shift.instance, []).append(shift)
@@ -685,5 +680,11 @@ def _metric_shifts(store: TelemetryStore, ctx: IncidentContext) -> None:
             ctx.node_metrics.setdefault(shift.node, []).append(shift)
             if shift.instance:
                 ctx.instance_node.setdefault(shift.instance, shift.node)
-    for shifts in (*ctx.instance_metrics.values(), *ctx.node_metrics.values()):
+        elif not shift.instance:
+            ctx.service_metrics.setdefault(shift.service, []).append(shift)
+    for shifts in (
+        *ctx.instance_metrics.values(),
+        *ctx.node_metrics.values(),
+        *ctx.service_metrics.values(),
+    ):
         shifts.sort(key=lambda s: (-s.score, s.name))

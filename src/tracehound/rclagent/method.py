@@ -21,8 +21,9 @@ Parameters (keyword-only; `__init__` only stores them):
   the `edge_delay` and `silence` rules (span-level and incident-wide) and drops the
   silence tables. The incident-wide error-log and metric evidence stays, as the paper's
   synthesizer also receives the services with error logs and metric anomalies.
-- ``use_logs`` (True) / ``use_metrics`` (True): ablations; off means the modality is
-  ignored even when present.
+- ``use_traces`` (True) / ``use_logs`` (True) / ``use_metrics`` (True): ablations; off
+  means the modality is ignored even when present (without traces the engine ranks from
+  metrics and logs, `metrics_only`).
 - ``workers`` (4): agent threads.
 - ``reasoner`` ("rule"): who reasons in phases 1, 2 and 5: ``"rule"`` (the deterministic
   rule reasoner), ``"llm"`` (a model, with the rules as ground and fallback) or
@@ -62,11 +63,12 @@ from tracehound.rclagent.context import IncidentContext
 from tracehound.rclagent.evidence import EvidenceLedger
 from tracehound.rclagent.facts import fill_context, new_context
 from tracehound.rclagent.graph import SpanRow, build_graph, fetch_spans
+from tracehound.rclagent.metrics_only import metrics_ranking
 from tracehound.rclagent.reasoner import Reasoner, SuspectScore, Toolbox
 from tracehound.rclagent.rules import RuleReasoner, RuleWeights
 from tracehound.rclagent.select import select_requests
 from tracehound.rclagent.steps import StepRuleReasoner, investigate_run, is_agent_run
-from tracehound.rclagent.synthesis import build_investigation, metrics_ranking, rank_suspects
+from tracehound.rclagent.synthesis import build_investigation, rank_suspects
 from tracehound.store import TelemetryStore
 
 if TYPE_CHECKING:
@@ -96,6 +98,7 @@ class RclAgentMethod(Method):
         max_requests: int = 5,
         max_depth: int = 20,
         single_request: bool = False,
+        use_traces: bool = True,
         use_logs: bool = True,
         use_metrics: bool = True,
         workers: int = 4,
@@ -111,6 +114,7 @@ class RclAgentMethod(Method):
         self.max_requests = max_requests
         self.max_depth = max_depth
         self.single_request = single_request
+        self.use_traces = use_traces
         self.use_logs = use_logs
         self.use_metrics = use_metrics
         self.workers = workers
@@ -151,6 +155,8 @@ class RclAgentMethod(Method):
         ctx = new_context(incident, store, use_logs=self.use_logs, use_metrics=self.use_metrics)
         ledger = EvidenceLedger()
         present = set(store.modalities())
+        if not self.use_traces:
+            present.discard("traces")
         analyses: list[RequestAnalysis] = []
         suspects: list[SuspectScore] = []
         if "traces" in present:
@@ -173,7 +179,7 @@ class RclAgentMethod(Method):
             ranking = rank_suspects(suspects, ctx)
         else:
             fill_context(store, ctx, [])
-            ranking = metrics_ranking(store, ctx, ledger)
+            ranking, suspects = metrics_ranking(store, ctx, ledger)
         modalities = [
             m
             for m, used in (

@@ -7,42 +7,29 @@ has a finite score and a reason), a fault type, and the `Investigation`: root ca
 confidence, the propagation path from the root span to the cause, the runners-up and why
 each ranks lower, supporting and contradicting evidence, the evidence graph and stats.
 
-Without traces the engine ranks from metrics with BARO's RobustScorer (Pham et al., FSE
-2024) against the normal window (symptom series discounted, `SYMPTOM_DISCOUNT`), and adds
-novel error logs per instance when logs exist.
+Without traces the engine ranks from metrics instead (`metrics_only`).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from tracehound.investigation import Alternative, Investigation, PathStep, RootCause
-from tracehound.methods.baro import robust_scores
-from tracehound.methods.metric_ranking import fault_type_of, series_order
+from tracehound.methods.metric_ranking import fault_type_of
 from tracehound.methods.trace_common import Scored, ordered, to_candidates
 from tracehound.model import Ranking
 from tracehound.rclagent.agents import RequestAnalysis
 from tracehound.rclagent.context import (
     IncidentContext,
-    novelty_cte,
-    novelty_params,
-    rows,
 )
 from tracehound.rclagent.evidence import EvidenceLedger
-from tracehound.rclagent.facts import metric_matrix
 from tracehound.rclagent.reasoner import SuspectScore
 from tracehound.rclagent.rules import saturate
-from tracehound.store import TelemetryStore
 
 #: Scale of the scores given to candidates no analysed request blamed (metric shifts only).
 BACKGROUND = 0.05
-#: Without traces, series that show symptoms (latency, errors, traffic) count this much
-#: of their robust score; resource series (cpu, memory) count fully: symptoms propagate
-#: to callers, resource pressure stays where it is.
-SYMPTOM_DISCOUNT = 0.5
 
 
 def rank_suspects(suspects: list[SuspectScore], ctx: IncidentContext) -> Ranking:
@@ -102,91 +89,6 @@ def _background(ctx: IncidentContext, instance: str) -> tuple[float, str]:
         BACKGROUND * saturate(top.score, 5.0),
         f"not blamed by any analysed request; {top.name} {top.value:.4g} vs normal "
         f"{top.normal:.4g}",
-    )
-
-
-def metrics_ranking(store: TelemetryStore, ctx: IncidentContext, ledger: EvidenceLedger) -> Ranking:
-    """Ranking without traces: BARO's RobustScorer on metrics, plus novel error logs."""
-    scores: dict[str, float] = {}
-    reasons: dict[str, str] = {}
-    services: dict[str, str] = dict(ctx.instance_service)
-    svc_scores: dict[str, Scored] = {}
-    fault: str | None = None
-    if ctx.use_metrics:
-        matrix, boundary = metric_matrix(store, ctx)
-        if 0 < boundary < matrix.shape[0]:
-            series = robust_scores(matrix, boundary)
-            symptom = np.array(
-                [fault_type_of(name) not in ("cpu", "memory") for name in series.name], dtype=bool
-            )
-            series = replace(series, score=np.where(symptom, SYMPTOM_DISCOUNT, 1.0) * series.score)
-            order = series_order(series)
-            top = float(series.score[order[0]]) if len(order) else 0.0
-            for rank, i in enumerate(order.tolist()):
-                if rank == 0:
-                    fault = fault_type_of(series.name[i])
-                where = series.instance[i] or series.service[i]
-                value = float(series.score[i]) / top if top > 0 else 0.0
-                reason = (
-                    f"{series.name[i]} {series.extreme[i]:.4g} against a normal "
-                    f"{series.center[i]:.4g} ({float(series.score[i]):.1f} IQRs)"
-                )
-                if rank < 5:
-                    ledger.add(
-                        f"metric:{where}:{series.name[i]}",
-                        "metric_shift",
-                        f"{where}: {reason}",
-                        table="metrics",
-                        keys={
-                            "service": series.service[i],
-                            "instance": series.instance[i],
-                            "name": series.name[i],
-                        },
-                        tool="instance_metrics",
-                        value=float(series.score[i]),
-                    )
-                if series.instance[i]:
-                    services.setdefault(series.instance[i], series.service[i])
-                    if value > scores.get(series.instance[i], -1.0):
-                        scores[series.instance[i]] = value
-                        reasons[series.instance[i]] = reason
-                _keep(svc_scores, Scored(series.service[i], value, reason))
-    if ctx.use_logs:
-        for r in _error_logs_by_instance(store, ctx):
-            inst, weight = r["instance"], float(r["w"])
-            bonus = saturate(weight, 5.0)
-            scores[inst] = scores.get(inst, 0.0) + bonus
-            reasons[inst] = f"{reasons.get(inst, '')}; {weight:.1f} novel error line(s)".strip("; ")
-            services.setdefault(inst, r["service"])
-            old = svc_scores.get(r["service"])
-            _keep(
-                svc_scores, Scored(r["service"], (old.score if old else 0.0) + bonus, reasons[inst])
-            )
-    inst_scored = {i: Scored(i, v, reasons[i]) for i, v in scores.items()}
-    for instance in ctx.instances:
-        _keep(inst_scored, Scored(instance, 0.0, "no shift"))
-    for service in ctx.services:
-        _keep(svc_scores, Scored(service, 0.0, "no shift"))
-    return Ranking(
-        services=to_candidates("service", ordered(svc_scores.values())),
-        instances=to_candidates("instance", ordered(inst_scored.values())),
-        fault_type=fault,
-    )
-
-
-def _error_logs_by_instance(store: TelemetryStore, ctx: IncidentContext) -> list[dict[str, Any]]:
-    """Novelty-weighted error lines per instance in the incident window."""
-    w = ctx.window
-    return rows(
-        store,
-        f"""
-        WITH {novelty_cte("nov")},
-        l AS (SELECT service, instance, tpl FROM logs
-              WHERE ts_ns >= ? AND ts_ns < ? AND lvl = 'error')
-        SELECT service, instance, sum(nov.novelty) AS w FROM l JOIN nov USING (service, tpl)
-        WHERE instance <> '' GROUP BY ALL HAVING sum(nov.novelty) > 0 ORDER BY instance
-        """,
-        [*novelty_params(store, ctx), w.start_ns, w.end_ns],
     )
 
 
