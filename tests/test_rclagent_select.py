@@ -3,10 +3,12 @@ the requests' evidence says."""
 
 from __future__ import annotations
 
+import pytest
 from handmade import SECOND, T0, Builder
 
 from tracehound.model import Labels
-from tracehound.rclagent.facts import new_context
+from tracehound.rclagent.context import UNLINKED_SHARE
+from tracehound.rclagent.facts import fill_context, new_context
 from tracehound.rclagent.select import _diverse, _Root, _scored_roots
 from tracehound.store import TelemetryStore
 
@@ -105,3 +107,43 @@ def test_a_root_is_slow_against_its_request_type_not_its_root_operation() -> Non
     assert round(roots["x-fast"].excess_ms, 6) == 210.0
     assert roots["x-slow"].excess_ms == 0.0
     assert sorted(t for t, r in roots.items() if r.score > 0) == ["x-fast"]
+
+
+def _unlinked_incident() -> Builder:
+    """20 requests `GET /a` (gateway gw-1, then api-1, 50 ms) per window; in the incident
+    window request `x` runs on api-1 from 7 ms after a whole second for 48 ms, and api-1
+    writes three error lines without a trace id 10, 20 and 30 ms into it, and one more
+    5 s later, when no request runs; request `y` starts 200 ms after `x`."""
+    b = Builder()
+    for window, start in enumerate((T0_MS, T0_MS + 600 * SECOND_MS)):
+        for k in range(20):
+            trace, at = f"w{window}-{k}", start + (k + 1) * 20 * SECOND_MS
+            b.span(trace, "r", None, "gw-1", "GET /a", at, 50.0)
+            b.span(trace, "c", "r", "api-1", "a op", at + 1, 48.0)
+    t = T0_MS + 600 * SECOND_MS + 450 * SECOND_MS + 7
+    for trace, at in (("x", t), ("y", t + 200)):
+        b.span(trace, "r", None, "gw-1", "GET /a", at, 50.0)
+        b.span(trace, "c", "r", "api-1", "a op", at + 1, 48.0)
+    for offset in (10, 20, 30, 5_000):
+        b.log(None, None, "api-1", "error", "payment gateway refused the card", t + 1 + offset)
+    return b
+
+
+def test_lines_without_a_trace_id_count_for_the_requests_running_on_their_instance() -> None:
+    """The template is new (4 lines, none in the baseline: novelty 1 - 1/4); `x` gets its
+    three lines at `UNLINKED_SHARE`; `y` and the line written between requests get none."""
+    data = _unlinked_incident().data(Labels(service="api"))
+    with TelemetryStore.from_incident(data) as store:
+        ctx = new_context(data.incident, store, use_logs=True, use_metrics=False)
+        roots = {r.trace_id: r for r in _scored_roots(store, ctx)}
+        fill_context(store, ctx, ["x"])
+    assert ctx.unlinked_margin == 10 * 1_000_000
+    assert roots["x"].log_weight == pytest.approx(3 * 0.75 * UNLINKED_SHARE)
+    assert roots["y"].log_weight == 0.0
+    lines = ctx.span_logs[("x", "c")]
+    assert [(line.linked, line.ts_ns) for line in lines] == [
+        (False, (T0_MS + 600 * SECOND_MS + 450 * SECOND_MS + 8 + k) * 1_000_000)
+        for k in (10, 20, 30)
+    ]
+    assert lines[0].weight == pytest.approx(0.75 * UNLINKED_SHARE)
+    assert ("x", "r") not in ctx.span_logs  # gw-1 wrote nothing

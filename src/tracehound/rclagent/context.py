@@ -26,6 +26,16 @@ NS_PER_MS = 1_000_000.0
 #: Weight of a novel warning line relative to a novel error line (selection scores and
 #: incident-wide evidence).
 WARN_SHARE = 0.3
+#: Log lines that carry no trace id are matched to spans by instance and time: a line
+#: counts for a span of its instance when it was written from this long before the span
+#: started to this long after it ended, or within the lines' timestamp resolution when
+#: that is coarser (whole seconds, whole milliseconds). On the Nezha development day,
+#: 99.9 % of the warning and error lines linked by trace id fall within 1 ms of their
+#: span (timestamps in ms).
+NEAR_LOG_MS = 10.0
+#: Such a line counts this share of a linked one: concurrent spans of the instance could
+#: have written it.
+UNLINKED_SHARE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +75,14 @@ class LogLine:
     trace_id: str
     span_id: str
     novelty: float
+    #: False for a line without a trace id, matched to the span by instance and time
+    #: (`NEAR_LOG_MS`); it then weighs `UNLINKED_SHARE` of a linked line
+    linked: bool = True
+
+    @property
+    def weight(self) -> float:
+        """Its novelty, discounted when it is matched by time rather than trace id."""
+        return self.novelty * (1.0 if self.linked else UNLINKED_SHARE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +142,9 @@ class IncidentContext:
     #: the columns (service, tpl, novelty) of `novelty_cte`'s table, computed once by
     #: `novelty_params`
     novelty: list[list[Any]] | None = None
+    #: margin (ns) matching lines without a trace id to spans; None: every line has one
+    unlinked_margin: int | None = None
+    unlinked_checked: bool = False
     #: spans each instance started in the incident and baseline windows
     activity: dict[str, tuple[int, int]] = field(default_factory=dict)
     #: distinct traces that reached each instance in the incident and baseline windows
@@ -331,6 +352,34 @@ def silence_params(ctx: IncidentContext, z_min: float, *, per_test: bool = False
         1 if per_test else 0,
         SILENCE_ALPHA,
     ]
+
+
+_UNLINKED_SQL = """
+SELECT count(*) AS n,
+       count(*) FILTER (WHERE ts_ns % 1000000000 = 0) AS whole_s,
+       count(*) FILTER (WHERE ts_ns % 1000000 = 0) AS whole_ms
+FROM logs WHERE (trace_id IS NULL OR trace_id = '') AND lvl <> 'info'
+"""
+
+
+def unlinked_margin(store: TelemetryStore, ctx: IncidentContext) -> int | None:
+    """The margin (ns) within which warning and error lines without a trace id count
+    for a span of their instance (`NEAR_LOG_MS`, or the lines' timestamp resolution), or
+    None when every such line has a trace id; computed once per incident."""
+    if not ctx.unlinked_checked:
+        ctx.unlinked_checked = True
+        found = rows(store, _UNLINKED_SQL, [])[0]
+        n = int(found["n"])
+        if n:
+            resolution = (
+                1_000_000_000
+                if found["whole_s"] >= 0.99 * n
+                else 1_000_000
+                if found["whole_ms"] >= 0.99 * n
+                else 0
+            )
+            ctx.unlinked_margin = max(int(NEAR_LOG_MS * NS_PER_MS), resolution)
+    return ctx.unlinked_margin
 
 
 def novelty_params(store: TelemetryStore, ctx: IncidentContext) -> list[Any]:

@@ -29,6 +29,7 @@ from tracehound.rclagent.context import (
     rows,
     silence_cte,
     silence_params,
+    unlinked_margin,
     wide_silence,
 )
 from tracehound.rclagent.tools import EDGE_FLOOR_MS, MAD_K, RELATIVE_FLOOR
@@ -279,18 +280,35 @@ def _activity(store: TelemetryStore, ctx: IncidentContext) -> None:
 
 
 def _span_logs(store: TelemetryStore, ctx: IncidentContext, trace_ids: list[str]) -> None:
+    """The selected traces' log lines by span: those linked by trace id, and warning and
+    error lines without one written on a span's instance while it ran (`NEAR_LOG_MS`)."""
+    margin = unlinked_margin(store, ctx)
+    near = (
+        f"""
+        UNION ALL
+        SELECT u.ts_ns, u.service, u.instance, u.lvl AS level, u.tpl, u.message,
+               s.trace_id, s.span_id, false AS linked
+        FROM (SELECT trace_id, span_id, instance, start_ns, start_ns + duration_ns AS end_ns
+              FROM spans WHERE trace_id IN (SELECT unnest(?))) s
+        JOIN (SELECT ts_ns, service, instance, lvl, tpl, message FROM logs
+              WHERE (trace_id IS NULL OR trace_id = '') AND lvl <> 'info') u
+          ON s.instance = u.instance
+         AND u.ts_ns >= s.start_ns - {margin} AND u.ts_ns <= s.end_ns + {margin}"""
+        if margin is not None
+        else ""
+    )
     found = store.query(
         f"""
         WITH {novelty_cte("nov")},
         l AS (SELECT ts_ns, service, instance, lvl AS level, tpl,
-                     message, trace_id, coalesce(span_id, '') AS span_id
-              FROM logs WHERE trace_id IN (SELECT unnest(?)))
+                     message, trace_id, coalesce(span_id, '') AS span_id, true AS linked
+              FROM logs WHERE trace_id IN (SELECT unnest(?)){near})
         SELECT l.*, CASE WHEN l.level = 'info' THEN 0.0 ELSE coalesce(nov.novelty, 1.0) END
                AS novelty
         FROM l LEFT JOIN nov USING (service, tpl)
-        ORDER BY l.trace_id, l.span_id, l.ts_ns, l.tpl
+        ORDER BY l.trace_id, l.span_id, l.linked DESC, l.ts_ns, l.tpl
         """,
-        [*novelty_params(store, ctx), trace_ids],
+        [*novelty_params(store, ctx), trace_ids, *([trace_ids] if margin is not None else [])],
     ).to_pylist()
     grouped: dict[tuple[str, str], list[LogLine]] = {}
     for r in found:
@@ -304,6 +322,7 @@ def _span_logs(store: TelemetryStore, ctx: IncidentContext, trace_ids: list[str]
             trace_id=r["trace_id"],
             span_id=r["span_id"],
             novelty=float(r["novelty"]),
+            linked=bool(r["linked"]),
         )
         grouped.setdefault((line.trace_id, line.span_id), []).append(line)
     ctx.span_logs = grouped

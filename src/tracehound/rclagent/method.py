@@ -274,7 +274,7 @@ def _badness(ctx: IncidentContext) -> Callable[[SpanRow], float]:
 
     def score(span: SpanRow) -> float:
         lines = ctx.span_logs.get((span.trace_id, span.span_id), [])
-        return sum(line.novelty for line in lines if line.level != "info")
+        return sum(line.weight for line in lines if line.level != "info")
 
     return score
 

@@ -2,7 +2,9 @@
 
 A request is a root span starting in the incident window. It is anomalous when its trace
 holds spans with error status, when log lines linked to its trace are errors (or warnings)
-that the baseline window did not show as often (their `novelty`), when its spans left out
+that the baseline window did not show as often (their `novelty`; a line without a trace id
+counts, at a discount, for the requests with a span of its instance running when it was
+written: `context.NEAR_LOG_MS`), when its spans left out
 info lines their operation wrote in the baseline and has stopped writing (silence), or
 when the root is far slower than the baseline of its *request type*: the excess over
 ``median + 3 MAD`` must also exceed a floor in natural units (`LATENCY_FLOOR_MS`, and half
@@ -26,11 +28,13 @@ from dataclasses import dataclass
 
 from tracehound.rclagent.context import (
     NS_PER_MS,
+    UNLINKED_SHARE,
     WARN_SHARE,
     IncidentContext,
     novelty_cte,
     novelty_params,
     rows,
+    unlinked_margin,
     wide_silence,
 )
 from tracehound.store import TelemetryStore
@@ -123,16 +127,32 @@ class _Root:
 def _scored_roots(store: TelemetryStore, ctx: IncidentContext) -> list[_Root]:
     """Every root span of the window with its error and latency evidence (one query)."""
     w, b = ctx.window, ctx.baseline
+    margin = unlinked_margin(store, ctx) if ctx.use_logs else None
+    # lines without a trace id count for the window's requests with a span of their
+    # instance running when they were written (`NEAR_LOG_MS`), at `UNLINKED_SHARE`
+    near_sql = (
+        f"""
+          UNION ALL
+          SELECT DISTINCT s.trace_id, u.lid, u.service, u.level, u.tpl, {UNLINKED_SHARE}
+          FROM (SELECT trace_id, instance, start_ns, start_ns + duration_ns AS end_ns
+                FROM spans WHERE trace_id IN (SELECT trace_id FROM r)) s
+          JOIN (SELECT rowid AS lid, ts_ns, service, instance, lvl AS level, tpl FROM logs
+                WHERE (trace_id IS NULL OR trace_id = '') AND lvl <> 'info') u
+            ON s.instance = u.instance
+           AND u.ts_ns >= s.start_ns - {margin} AND u.ts_ns <= s.end_ns + {margin}"""
+        if margin is not None
+        else ""
+    )
     log_cte = (
         f"""{novelty_cte("nov")},
         tl AS (
           SELECT l.trace_id,
-                 sum(nov.novelty * CASE WHEN l.level = 'error' THEN 1.0 ELSE {WARN_SHARE} END)
-                   AS w,
+                 sum(nov.novelty * l.share
+                     * CASE WHEN l.level = 'error' THEN 1.0 ELSE {WARN_SHARE} END) AS w,
                  first(l.service || ': ' || l.tpl
-                       ORDER BY nov.novelty DESC, l.service || ': ' || l.tpl) AS sig
-          FROM (SELECT trace_id, service, lvl AS level, tpl
-                FROM logs WHERE trace_id IN (SELECT trace_id FROM r)) l
+                       ORDER BY nov.novelty * l.share DESC, l.service || ': ' || l.tpl) AS sig
+          FROM (SELECT trace_id, NULL::BIGINT AS lid, service, lvl AS level, tpl, 1.0 AS share
+                FROM logs WHERE trace_id IN (SELECT trace_id FROM r){near_sql}) l
           JOIN nov USING (service, tpl)
           WHERE l.level <> 'info' AND nov.novelty > 0
           GROUP BY l.trace_id),"""

@@ -176,7 +176,7 @@ def instance_logs(
         if line.instance == span.instance or not line.instance
     ]
     errors = [line for line in lines if line.level != "info" and line.novelty > 0]
-    weight = sum(line.novelty * (1.0 if line.level == "error" else warn_share) for line in errors)
+    weight = sum(line.weight * (1.0 if line.level == "error" else warn_share) for line in errors)
     evidence = [_log_evidence(ledger, line) for line in errors[:5]]
     mentions = _mentions(ctx, span, [line for line in errors if line.level == "error"])
     silence, silent = _silence(ctx, node, lines)
@@ -206,15 +206,21 @@ def instance_logs(
 
 
 def _log_evidence(ledger: EvidenceLedger, line: LogLine) -> str:
+    if line.linked:
+        how = f"novelty {line.novelty:.2f}"
+        keys = {"trace_id": line.trace_id, "span_id": line.span_id, "ts_ns": line.ts_ns}
+    else:
+        # the row has no trace id: it is found by instance and time
+        how = f"novelty {line.novelty:.2f}, no trace id: written while span {line.span_id} ran"
+        keys = {"instance": line.instance, "ts_ns": line.ts_ns, "near_span_id": line.span_id}
     return ledger.add(
         f"log:{line.trace_id}:{line.span_id}:{_short(line.template)}",
         "log",
-        f"{line.level.upper()} at {line.instance} (novelty {line.novelty:.2f}): "
-        f"{line.message[:200]}",
+        f"{line.level.upper()} at {line.instance} ({how}): {line.message[:200]}",
         table="logs",
-        keys={"trace_id": line.trace_id, "span_id": line.span_id, "ts_ns": line.ts_ns},
+        keys=keys,
         tool="instance_logs",
-        value=line.novelty,
+        value=line.weight,
     )
 
 
