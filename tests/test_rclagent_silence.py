@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import string
 
+import pytest
 from handmade import SECOND, T0, Builder
 
 from tracehound.model import IncidentData, Labels
-from tracehound.rclagent.context import wide_silence
+from tracehound.rclagent.context import ANY_OPERATION, UNLINKED_SHARE, wide_silence
 from tracehound.rclagent.facts import new_context
+from tracehound.rclagent.select import _scored_roots
 from tracehound.store import TelemetryStore
 
 T0_MS = T0 // 1_000_000
@@ -59,3 +61,42 @@ def test_a_partial_drop_counts_when_few_rows_are_tested() -> None:
 def test_the_same_drop_is_chance_among_two_thousand_rows() -> None:
     # 1 + 100 x 20 rows tested: one-sided p must be below 0.05 / 2,001 (z ~ 4.05)
     assert _silenced(100) == []
+
+
+def _unlinked_incident() -> IncidentData:
+    """Lines without trace ids. Each window has 20 requests `GET /x` (gw-1, then a-1's
+    `GET /x` and its inner `write op`); a-1 writes "wrote the ledger" during each in the
+    normal window and during 2 of 20 in the incident window. In the normal window a-1
+    also serves 20 `GET /y`, each writing "listed the seats", and none in the incident
+    window: a change in request mix, not a silence."""
+    b = Builder()
+    for window, start in enumerate((T0_MS, T0_MS + 600 * SECOND_MS)):
+        for k in range(20):
+            trace, at = f"x{window}-{k}", start + (k + 1) * 20 * SECOND_MS + 7
+            b.span(trace, "r", None, "gw-1", "GET /x", at, 50)
+            b.span(trace, "s", "r", "a-1", "GET /x", at + 1, 45)
+            b.span(trace, "w", "s", "a-1", "write op", at + 2, 40)
+            if window == 0 or k < 2:
+                b.log(None, None, "a-1", "INFO", "write: wrote the ledger", at + 10)
+            if window == 0:
+                trace, at = f"y-{k}", at + 10 * SECOND_MS
+                b.span(trace, "s", None, "a-1", "GET /y", at, 30)
+                b.log(None, None, "a-1", "INFO", "seats: listed the seats", at + 10)
+    return b.data(Labels(service="a"))
+
+
+def test_lines_without_trace_ids_fall_silent_against_their_writers_traffic() -> None:
+    """Expected 20 x 20 / 20 = 20 ledger lines, seen 2: a fall of 0.9 at z = 18 / sqrt(20)
+    (4.02, strength 0.9); "listed the seats" fell with its writer's traffic (no `GET /y`
+    ran) and is not silence. Every incident request through a-1 counts the silence
+    once, at `UNLINKED_SHARE`: none can be shown to have written the line."""
+    data = _unlinked_incident()
+    with TelemetryStore.from_incident(data) as store:
+        ctx = new_context(data.incident, store, use_logs=True, use_metrics=False)
+        found = wide_silence(store, ctx)
+        roots = {r.trace_id: r for r in _scored_roots(store, ctx)}
+    assert [(i, o, t) for i, o, t, _ in found] == [
+        ("a-1", ANY_OPERATION, "write: wrote the ledger")
+    ]
+    assert found[0][3] == pytest.approx(0.9)
+    assert roots["x1-0"].silence == roots["x1-5"].silence == pytest.approx(0.9 * UNLINKED_SHARE)

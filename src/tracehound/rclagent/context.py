@@ -144,6 +144,8 @@ class IncidentContext:
     novelty: list[list[Any]] | None = None
     #: margin (ns) matching lines without a trace id to spans; None: every line has one
     unlinked_margin: int | None = None
+    #: the same for info lines without a trace id (`_instance_silence`)
+    unlinked_info_margin: int | None = None
     unlinked_checked: bool = False
     #: spans each instance started in the incident and baseline windows
     activity: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -355,21 +357,24 @@ def silence_params(ctx: IncidentContext, z_min: float, *, per_test: bool = False
 
 
 _UNLINKED_SQL = """
-SELECT count(*) AS n,
+SELECT count(*) AS n, count(*) FILTER (WHERE lvl = 'info') AS n_info,
        count(*) FILTER (WHERE ts_ns % 1000000000 = 0) AS whole_s,
        count(*) FILTER (WHERE ts_ns % 1000000 = 0) AS whole_ms
-FROM logs WHERE (trace_id IS NULL OR trace_id = '') AND lvl <> 'info'
+FROM logs WHERE trace_id IS NULL OR trace_id = ''
 """
 
 
-def unlinked_margin(store: TelemetryStore, ctx: IncidentContext) -> int | None:
-    """The margin (ns) within which warning and error lines without a trace id count
-    for a span of their instance (`NEAR_LOG_MS`, or the lines' timestamp resolution), or
-    None when every such line has a trace id; computed once per incident."""
+def unlinked_margin(
+    store: TelemetryStore, ctx: IncidentContext, *, info: bool = False
+) -> int | None:
+    """The margin (ns) within which lines without a trace id count for a span of their
+    instance (`NEAR_LOG_MS`, or the lines' timestamp resolution when coarser), or None
+    when there are no such lines: warning and error lines, or with `info` info lines.
+    Computed once per incident."""
     if not ctx.unlinked_checked:
         ctx.unlinked_checked = True
         found = rows(store, _UNLINKED_SQL, [])[0]
-        n = int(found["n"])
+        n, n_info = int(found["n"]), int(found["n_info"])
         if n:
             resolution = (
                 1_000_000_000
@@ -378,8 +383,10 @@ def unlinked_margin(store: TelemetryStore, ctx: IncidentContext) -> int | None:
                 if found["whole_ms"] >= 0.99 * n
                 else 0
             )
-            ctx.unlinked_margin = max(int(NEAR_LOG_MS * NS_PER_MS), resolution)
-    return ctx.unlinked_margin
+            margin = max(int(NEAR_LOG_MS * NS_PER_MS), resolution)
+            ctx.unlinked_margin = margin if n > n_info else None
+            ctx.unlinked_info_margin = margin if n_info else None
+    return ctx.unlinked_info_margin if info else ctx.unlinked_margin
 
 
 def novelty_params(store: TelemetryStore, ctx: IncidentContext) -> list[Any]:
@@ -407,7 +414,8 @@ def novelty_params(store: TelemetryStore, ctx: IncidentContext) -> list[Any]:
 
 
 def wide_silence(store: TelemetryStore, ctx: IncidentContext) -> list[tuple[str, str, str, float]]:
-    """Silenced lines of every operation (`silence_cte` at `SILENCE_Z_WIDE`), cached on ctx.
+    """Silenced lines of every operation (`silence_cte` at `SILENCE_Z_WIDE`), and those
+    of lines without a trace id (`_instance_silence`), cached on ctx.
 
     Empty without a separate normal window or without logs.
     """
@@ -426,4 +434,85 @@ def wide_silence(store: TelemetryStore, ctx: IncidentContext) -> list[tuple[str,
             ctx.wide_silence = [
                 (r["instance"], r["operation"], r["tpl"], float(r["strength"])) for r in found
             ]
+            ctx.wide_silence += _instance_silence(store, ctx)
     return ctx.wide_silence
+
+
+#: The operation a silence of lines without a trace id names (`_instance_silence`).
+ANY_OPERATION = "(any operation)"
+
+_INSTANCE_SILENCE_SQL = """
+WITH ul AS (
+  SELECT instance, tpl, ts_ns FROM logs
+  WHERE (trace_id IS NULL OR trace_id = '') AND lvl = 'info' AND instance <> ''),
+sp AS (
+  SELECT instance, operation, start_ns, start_ns + duration_ns AS end_ns,
+         CASE WHEN start_ns >= ? AND start_ns < ? THEN 'i'
+              WHEN start_ns >= ? AND start_ns < ? THEN 'b' END AS win
+  FROM spans WHERE instance IN (SELECT instance FROM ul)),
+opn AS (SELECT instance, operation,
+               count(*) FILTER (WHERE win = 'i') AS si, count(*) FILTER (WHERE win = 'b') AS sb
+        FROM sp WHERE win IS NOT NULL GROUP BY ALL),
+hits AS (
+  SELECT ul.instance, ul.tpl, sp.operation, count(*) AS n
+  FROM ul JOIN sp ON sp.instance = ul.instance AND sp.win = 'b'
+   AND ul.ts_ns >= sp.start_ns - ? AND ul.ts_ns <= sp.end_ns + ?
+  GROUP BY ALL),
+writer AS (
+  SELECT h.instance, h.tpl, first(h.operation ORDER BY h.n / o.sb DESC, h.operation)
+           AS operation
+  FROM hits h JOIN opn o USING (instance, operation) WHERE o.sb > 0 GROUP BY ALL),
+u AS (
+  SELECT instance, tpl,
+         count(*) FILTER (WHERE ts_ns >= ? AND ts_ns < ?) AS ki,
+         count(*) FILTER (WHERE ts_ns >= ? AND ts_ns < ?) AS kb
+  FROM ul GROUP BY ALL),
+e AS (
+  SELECT u.instance, u.tpl, u.ki, u.kb * o.si / o.sb AS expected
+  FROM u JOIN writer USING (instance, tpl) JOIN opn o USING (instance, operation)
+  WHERE o.sb >= 10 AND o.si >= 5 AND u.kb >= 10 AND u.kb / o.sb >= ?),
+z AS (
+  SELECT *, 1 - ki / expected AS rel, (expected - ki) / sqrt(expected) AS z,
+         count(*) OVER () AS tests
+  FROM e)
+SELECT instance, tpl, rel * least(1.0, z / ?) AS strength FROM z
+WHERE rel >= ? AND z >= CASE WHEN ki = 0 THEN ? ELSE ? END
+  AND (ki = 0 OR z * z / 2 + ln(z * 2.5066282746) >= ln(tests / ?))
+ORDER BY instance, tpl
+"""
+
+
+def _instance_silence(
+    store: TelemetryStore, ctx: IncidentContext
+) -> list[tuple[str, str, str, float]]:
+    """Info templates without a trace id that their writer stopped writing.
+
+    Such lines cannot be attributed to spans one by one: matched by time, a span also
+    "writes" the lines of the requests running beside it, so its share of a template
+    follows the instance's concurrency. Per (instance, template) instead: the *writer*
+    is the operation of that instance whose baseline spans the template's baseline lines
+    overlap most often relative to how often it ran (so an inner operation that writes
+    it every time beats an outer one that fronts several kinds of request), and the
+    template's expected incident count is its baseline count scaled by the writer's
+    spans in the two windows (so a change in request mix is not silence). As for lines
+    linked to spans, the template must have been written by at least
+    `SILENCE_MIN_SHARE` of the writer's baseline spans (over at least 10, and 10 lines),
+    the fall must be at least `SILENCE_REL` of the expectation, and clear
+    `SILENCE_Z_SPAN` for a line gone completely, else `SILENCE_Z_WIDE` and the
+    Bonferroni bound over the rows tested (z is the Poisson deviate). Rows name
+    `ANY_OPERATION`: the agents cannot tell which span left the line out.
+    """
+    margin = unlinked_margin(store, ctx, info=True)
+    if margin is None:
+        return []
+    w, b = ctx.window, ctx.baseline
+    found = rows(
+        store,
+        _INSTANCE_SILENCE_SQL,
+        [
+            *(w.start_ns, w.end_ns, b.start_ns, b.end_ns, margin, margin),
+            *(w.start_ns, w.end_ns, b.start_ns, b.end_ns, SILENCE_MIN_SHARE),
+            *(SILENCE_Z_FULL, SILENCE_REL, SILENCE_Z_SPAN, SILENCE_Z_WIDE, SILENCE_ALPHA),
+        ],
+    )
+    return [(r["instance"], ANY_OPERATION, r["tpl"], float(r["strength"])) for r in found]

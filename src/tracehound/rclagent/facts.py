@@ -14,6 +14,7 @@ from tracehound.methods.metric_ranking import fault_type_of
 from tracehound.methods.trace_common import windowed_spans_cte
 from tracehound.model import Incident
 from tracehound.rclagent.context import (
+    ANY_OPERATION,
     NS_PER_MS,
     SILENCE_Z_SPAN,
     WARN_SHARE,
@@ -347,6 +348,10 @@ def _usual_templates(store: TelemetryStore, ctx: IncidentContext, trace_ids: lis
         usual.setdefault((r["instance"], r["operation"]), []).append(
             (r["tpl"], min(1.0, float(r["strength"])))
         )
+    # what instances stopped writing in lines without a trace id (`_instance_silence`)
+    for instance, operation, tpl, strength in wide_silence(store, ctx):
+        if operation == ANY_OPERATION:
+            usual.setdefault((instance, operation), []).append((tpl, min(1.0, strength)))
     ctx.usual_templates = usual
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tracehound.rclagent.context import (
+    ANY_OPERATION,
     NS_PER_MS,
     UNLINKED_SHARE,
     WARN_SHARE,
@@ -161,27 +162,35 @@ def _scored_roots(store: TelemetryStore, ctx: IncidentContext) -> list[_Root]:
     )
     silenced = wide_silence(store, ctx)
     silence_sql = (
-        """d AS (SELECT unnest(?) AS instance, unnest(?) AS operation, unnest(?) AS tpl,
+        f"""d AS (SELECT unnest(?) AS instance, unnest(?) AS operation, unnest(?) AS tpl,
                          unnest(?) AS strength),
         ssp AS (SELECT trace_id, sk, instance, operation FROM spans
                 WHERE trace_id IN (SELECT trace_id FROM r)
-                  AND (instance, operation) IN (SELECT instance, operation FROM d)),
+                  AND ((instance, operation) IN (SELECT instance, operation FROM d)
+                       OR instance IN (SELECT instance FROM d WHERE operation = ?))),
         sbl AS (SELECT DISTINCT sk, tpl FROM logs
                 WHERE span_id IS NOT NULL AND sk IN (SELECT sk FROM ssp) AND lvl = 'info'),
-        ts AS (
-          SELECT s.trace_id, sum(d.strength) AS silence,
-                 first(s.instance || ': silent ' || d.tpl
-                       ORDER BY d.strength DESC, s.instance || ': silent ' || d.tpl) AS sig
+        sj AS (  -- silent templates per span; without trace ids once per instance
+          SELECT s.trace_id, s.instance, d.tpl, d.strength
           FROM ssp s JOIN d USING (instance, operation)
           LEFT JOIN sbl bl ON bl.sk = s.sk AND bl.tpl = d.tpl
           WHERE bl.tpl IS NULL
-          GROUP BY s.trace_id),"""
+          UNION ALL
+          SELECT DISTINCT s.trace_id, s.instance, d.tpl, d.strength * {UNLINKED_SHARE}
+          FROM ssp s JOIN d ON d.instance = s.instance AND d.operation = ?),
+        ts AS (
+          SELECT trace_id, sum(strength) AS silence,
+                 first(instance || ': silent ' || tpl
+                       ORDER BY strength DESC, instance || ': silent ' || tpl) AS sig
+          FROM sj GROUP BY trace_id),"""
         if silenced
         else "ts AS (SELECT NULL::VARCHAR AS trace_id, 0.0 AS silence, NULL::VARCHAR AS sig),"
     )
     params: list[object] = [w.start_ns, w.end_ns]
     params += novelty_params(store, ctx) if ctx.use_logs else []
-    params += [list(column) for column in zip(*silenced, strict=True)] if silenced else []
+    if silenced:
+        params += [list(column) for column in zip(*silenced, strict=True)]
+        params += [ANY_OPERATION, ANY_OPERATION]
     params += [b.start_ns, b.end_ns]
     found = rows(
         store,

@@ -22,7 +22,13 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from tracehound.rclagent.context import IncidentContext, LogLine, MetricShift
+from tracehound.rclagent.context import (
+    ANY_OPERATION,
+    UNLINKED_SHARE,
+    IncidentContext,
+    LogLine,
+    MetricShift,
+)
 from tracehound.rclagent.evidence import EvidenceLedger
 from tracehound.rclagent.graph import GraphNode, SpanRow
 
@@ -245,6 +251,12 @@ def _silence(
     result is the mean over members.
     """
     dropped = ctx.usual_templates.get((node.span.instance, node.span.operation), [])
+    # templates the instance stopped writing without trace ids: no span can be shown to
+    # have written them, so every member counts as silent, at `UNLINKED_SHARE`
+    dropped = dropped + [
+        (template, strength * UNLINKED_SHARE)
+        for template, strength in ctx.usual_templates.get((node.span.instance, ANY_OPERATION), [])
+    ]
     if not dropped:
         return 0.0, []
     written: dict[str, set[str]] = {}
