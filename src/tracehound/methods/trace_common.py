@@ -85,6 +85,13 @@ class Scored:
     tiebreak: float = 0.0
 
 
+def keep_best(table: dict[str, Scored], item: Scored) -> None:
+    """Put `item` in `table` under its name unless an entry scoring at least as much is
+    there (items without a name are dropped)."""
+    if item.name and (item.name not in table or item.score > table[item.name].score):
+        table[item.name] = item
+
+
 def finite(value: float) -> float:
     """`value`, with NaN as 0 and infinities clipped to ±1e300 (scores must be finite)."""
     if math.isnan(value):

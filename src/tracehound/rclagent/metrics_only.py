@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tracehound.methods.metric_ranking import fault_type_of
-from tracehound.methods.trace_common import Scored, ordered, to_candidates
+from tracehound.methods.trace_common import Scored, keep_best, ordered, to_candidates
 from tracehound.model import Ranking
 from tracehound.rclagent.context import (
     IncidentContext,
@@ -108,8 +108,8 @@ def metrics_ranking(
     for rank, s in enumerate(signals):
         value = s.score / top if top > 0 else 0.0
         if s.instance:
-            _keep(inst, Scored(s.instance, value, s.reason))
-        _keep(svc, Scored(s.service, value, s.reason))
+            keep_best(inst, Scored(s.instance, value, s.reason))
+        keep_best(svc, Scored(s.service, value, s.reason))
         if rank < LEDGER_TOP:
             ledger.add(
                 s.evidence_id,
@@ -135,9 +135,9 @@ def metrics_ranking(
     if ctx.use_logs:
         suspects += _add_error_logs(ctx, inst, svc, ledger)
     for instance in ctx.instances:
-        _keep(inst, Scored(instance, 0.0, "no shift"))
+        keep_best(inst, Scored(instance, 0.0, "no shift"))
     for service in ctx.services:
-        _keep(svc, Scored(service, 0.0, "no shift"))
+        keep_best(svc, Scored(service, 0.0, "no shift"))
     ranking = Ranking(
         services=to_candidates("service", ordered(svc.values())),
         instances=to_candidates("instance", ordered(inst.values())),
@@ -264,7 +264,7 @@ def _add_error_logs(
         reason = "; ".join([*([old.reason] if old else []), *notes])
         inst[instance] = Scored(instance, (old.score if old else 0.0) + bonus, reason)
         service = ctx.instance_service.get(instance, "")
-        _keep(svc, Scored(service, inst[instance].score, f"instance {instance}: {reason}"))
+        keep_best(svc, Scored(service, inst[instance].score, f"instance {instance}: {reason}"))
         evidence = ledger.add(
             f"logs:{instance}:novel-errors",
             "error_logs",
@@ -280,8 +280,3 @@ def _add_error_logs(
             )
         )
     return suspects
-
-
-def _keep(table: dict[str, Scored], item: Scored) -> None:
-    if item.name and (item.name not in table or item.score > table[item.name].score):
-        table[item.name] = item

@@ -18,7 +18,7 @@ import numpy as np
 
 from tracehound.investigation import Alternative, Investigation, PathStep, RootCause
 from tracehound.methods.metric_ranking import fault_type_of
-from tracehound.methods.trace_common import Scored, ordered, to_candidates
+from tracehound.methods.trace_common import Scored, keep_best, ordered, to_candidates
 from tracehound.model import Ranking
 from tracehound.rclagent.agents import RequestAnalysis
 from tracehound.rclagent.context import (
@@ -41,33 +41,28 @@ def rank_suspects(suspects: list[SuspectScore], ctx: IncidentContext) -> Ranking
         replicas.setdefault(service, []).append(instance)
     for s in suspects:
         if s.instance:
-            _keep(inst, Scored(s.instance, s.score, s.reason))
-            _keep(svc, Scored(s.service, s.score, f"instance {s.instance}: {s.reason}"))
+            keep_best(inst, Scored(s.instance, s.score, s.reason))
+            keep_best(svc, Scored(s.service, s.score, f"instance {s.instance}: {s.reason}"))
         else:
-            _keep(svc, Scored(s.service, s.score, s.reason))
+            keep_best(svc, Scored(s.service, s.score, s.reason))
             for instance in replicas.get(s.service, []):
                 share = _activity_drop(ctx, instance)
                 reason = f"instance of {s.service} ({share:.0%} drop in spans): {s.reason}"
-                _keep(inst, Scored(instance, s.score * (0.5 + 0.5 * share), reason))
+                keep_best(inst, Scored(instance, s.score * (0.5 + 0.5 * share), reason))
     for instance in ctx.instances:
         background = _background(ctx, instance)
-        _keep(inst, Scored(instance, background[0], background[1]))
+        keep_best(inst, Scored(instance, background[0], background[1]))
         service = ctx.instance_service.get(instance, "")
         if service:
-            _keep(svc, Scored(service, background[0], f"instance {instance}: {background[1]}"))
+            keep_best(svc, Scored(service, background[0], f"instance {instance}: {background[1]}"))
     for service in ctx.services:
-        _keep(svc, Scored(service, 0.0, "no evidence against it"))
+        keep_best(svc, Scored(service, 0.0, "no evidence against it"))
     fault = max(suspects, key=lambda s: (s.score, s.instance)).fault_type if suspects else None
     return Ranking(
         services=to_candidates("service", ordered(svc.values())),
         instances=to_candidates("instance", ordered(inst.values())),
         fault_type=fault,
     )
-
-
-def _keep(table: dict[str, Scored], item: Scored) -> None:
-    if item.name and (item.name not in table or item.score > table[item.name].score):
-        table[item.name] = item
 
 
 def _activity_drop(ctx: IncidentContext, instance: str) -> float:
