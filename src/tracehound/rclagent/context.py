@@ -389,6 +389,23 @@ def unlinked_margin(
     return ctx.unlinked_info_margin if info else ctx.unlinked_margin
 
 
+def near_lines_sql(trace_filter: str, margin: int) -> str:
+    """SQL pairing each warning or error line without a trace id with every span of its
+    instance that was running when it was written (within `margin` ns, `unlinked_margin`).
+    `trace_filter` is an SQL set of trace ids (``SELECT trace_id FROM r``, ``SELECT
+    unnest(?)``) whose spans are paired. Columns: trace_id, span_id (the span's), lid (the
+    line's row id), ts_ns, service, instance, level, tpl, message (the line's)."""
+    return f"""
+        SELECT s.trace_id, s.span_id, u.lid, u.ts_ns, u.service, u.instance, u.level, u.tpl,
+               u.message
+        FROM (SELECT trace_id, span_id, instance, start_ns, start_ns + duration_ns AS end_ns
+              FROM spans WHERE trace_id IN ({trace_filter})) s
+        JOIN (SELECT rowid AS lid, ts_ns, service, instance, lvl AS level, tpl, message
+              FROM logs WHERE (trace_id IS NULL OR trace_id = '') AND lvl <> 'info') u
+          ON s.instance = u.instance
+         AND u.ts_ns >= s.start_ns - {margin} AND u.ts_ns <= s.end_ns + {margin}"""
+
+
 def novelty_params(store: TelemetryStore, ctx: IncidentContext) -> list[Any]:
     """Parameters of `novelty_cte`: the novelty table's columns, computed on first use."""
     if ctx.novelty is None:

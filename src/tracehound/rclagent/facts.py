@@ -25,6 +25,7 @@ from tracehound.rclagent.context import (
     MetricShift,
     OpBaseline,
     choose_baseline,
+    near_lines_sql,
     novelty_cte,
     novelty_params,
     rows,
@@ -287,14 +288,8 @@ def _span_logs(store: TelemetryStore, ctx: IncidentContext, trace_ids: list[str]
     near = (
         f"""
         UNION ALL
-        SELECT u.ts_ns, u.service, u.instance, u.lvl AS level, u.tpl, u.message,
-               s.trace_id, s.span_id, false AS linked
-        FROM (SELECT trace_id, span_id, instance, start_ns, start_ns + duration_ns AS end_ns
-              FROM spans WHERE trace_id IN (SELECT unnest(?))) s
-        JOIN (SELECT ts_ns, service, instance, lvl, tpl, message FROM logs
-              WHERE (trace_id IS NULL OR trace_id = '') AND lvl <> 'info') u
-          ON s.instance = u.instance
-         AND u.ts_ns >= s.start_ns - {margin} AND u.ts_ns <= s.end_ns + {margin}"""
+        SELECT ts_ns, service, instance, level, tpl, message, trace_id, span_id, false
+        FROM ({near_lines_sql("SELECT unnest(?)", margin)})"""
         if margin is not None
         else ""
     )

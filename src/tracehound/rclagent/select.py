@@ -32,6 +32,7 @@ from tracehound.rclagent.context import (
     UNLINKED_SHARE,
     WARN_SHARE,
     IncidentContext,
+    near_lines_sql,
     novelty_cte,
     novelty_params,
     rows,
@@ -134,13 +135,8 @@ def _scored_roots(store: TelemetryStore, ctx: IncidentContext) -> list[_Root]:
     near_sql = (
         f"""
           UNION ALL
-          SELECT DISTINCT s.trace_id, u.lid, u.service, u.level, u.tpl, {UNLINKED_SHARE}
-          FROM (SELECT trace_id, instance, start_ns, start_ns + duration_ns AS end_ns
-                FROM spans WHERE trace_id IN (SELECT trace_id FROM r)) s
-          JOIN (SELECT rowid AS lid, ts_ns, service, instance, lvl AS level, tpl FROM logs
-                WHERE (trace_id IS NULL OR trace_id = '') AND lvl <> 'info') u
-            ON s.instance = u.instance
-           AND u.ts_ns >= s.start_ns - {margin} AND u.ts_ns <= s.end_ns + {margin}"""
+          SELECT DISTINCT trace_id, lid, service, level, tpl, {UNLINKED_SHARE}
+          FROM ({near_lines_sql("SELECT trace_id FROM r", margin)})"""
         if margin is not None
         else ""
     )
