@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from handmade import MS, T0, Builder
+from handmade import MS, SECOND, T0, Builder
 
 from tracehound.methods.conformance import check_method, small_incident
 from tracehound.model import IncidentData, Labels
@@ -135,6 +135,33 @@ def test_slow_edges_blame_the_instance_they_share() -> None:
     assert result.ranking.services[0].name == "b"
     assert result.fault_type == "network"
     assert result.modalities == ["traces"]
+
+
+def test_slow_edges_into_an_instance_whose_cpu_rose_are_typed_cpu() -> None:
+    """A saturated CPU delays accepting calls, which shows as time on the edges into the
+    instance: when its cpu rose far beyond baseline, the fault is typed cpu, not
+    network (the same store without metrics is typed network, above)."""
+    from dataclasses import replace
+
+    from tracehound.tables import METRICS_SCHEMA, from_columns
+
+    data = _network_data()
+    columns: dict[str, list[object]] = {k: [] for k in METRICS_SCHEMA.names}
+    for i in range(80):  # one point every 15 s over both windows; b-1 from 20 % to 90 %
+        for instance in ("front-1", "a-1", "b-1", "c-1"):
+            busy = instance == "b-1" and i >= 40
+            columns["ts_ns"].append(T0 + i * 15 * SECOND)
+            columns["service"].append(instance.split("-")[0])
+            columns["instance"].append(instance)
+            columns["node"].append("")
+            columns["name"].append("cpu_usage")
+            columns["value"].append((90.0 if busy else 20.0) + (i % 3))
+    data = replace(data, metrics=from_columns("metrics", columns, "metrics"))
+    with TelemetryStore.from_incident(data) as store:
+        result = RclAgentMethod().investigate(data.incident, store)
+    assert result.ranking.instances[0].name == "b-1"
+    assert result.fault_type == "cpu"
+    assert result.modalities == ["traces", "metrics"]
 
 
 def test_a_client_span_slowed_on_its_edge_is_no_victim() -> None:
@@ -315,3 +342,47 @@ def test_a_call_that_reached_no_server_is_blamed_on_the_way_to_its_callee() -> N
     assert [c.name for c in result.ranking.instances[:3]] == ["b-1", "c-1", "front-1"]
     assert result.ranking.services[0].name == "b"
     assert result.fault_type == "network"
+
+
+def _priced(b: Builder, trace: str, t_ms: float, *, failing: bool, lost: bool = False) -> None:
+    """front -> mid -> db; when failing, db answers normally but mid rejects its value:
+    mid's error line names db (unless `lost`), mid's usual info line is missing, and
+    front's error line names mid."""
+    b.span(trace, "a", None, "front-1", "GET /", t_ms, 40)
+    b.span(trace, "b", "a", "front-1", "call mid", t_ms + 1, 38)
+    b.span(trace, "c", "b", "mid-1", "GET /products", t_ms + 2, 36)
+    b.span(trace, "d", "c", "mid-1", "call db", t_ms + 3, 20)
+    b.span(trace, "e", "d", "db-1", "GET /price", t_ms + 4, 18)
+    b.log(trace, "e", "db-1", "INFO", "price computed for item 3", t_ms + 10)
+    if not failing:
+        b.log(trace, "c", "mid-1", "INFO", "products listed for item 3", t_ms + 30)
+        return
+    if not lost:
+        b.log(trace, "c", "mid-1", "ERROR", "db returned an invalid price for item 3", t_ms + 25)
+    b.log(trace, "a", "front-1", "ERROR", "mid answered GET /products with status 500", t_ms + 39)
+
+
+def test_silence_of_a_component_that_relays_its_callees_failure_is_discounted() -> None:
+    """mid went silent, but its own error lines name db: the lines it stopped writing
+    follow from a failure it passed on and count `propagated` of their weight
+    incident-wide (before, mid ranked first: 1.63 against db's 1.18, helped by two
+    requests whose error lines were lost)."""
+    b = Builder()
+    for k in range(12):
+        _priced(b, f"n{k}", T0 / MS + 10_000 + k * 1000, failing=False)
+    for k in range(6):
+        _priced(b, f"f{k}", T0 / MS + 700_000 + k * 1000, failing=True, lost=k >= 4)
+    status = b.spans["status"]
+    for i, (trace, span) in enumerate(zip(b.spans["trace_id"], b.spans["span_id"], strict=True)):
+        if str(trace).startswith("f") and span in ("a", "b", "c"):
+            status[i] = "error"
+    data = b.data(Labels(service="db", instance="db-1"))
+    with TelemetryStore.from_incident(data) as store:
+        ctx = new_context(data.incident, store, use_logs=True, use_metrics=True)
+        fill_context(store, ctx, [])
+        result = RclAgentMethod().investigate(data.incident, store)
+    assert ctx.instance_evidence["mid-1"].passes_on == 1.0
+    assert ctx.instance_evidence["mid-1"].silence == 1.0
+    assert ctx.instance_evidence["db-1"].passes_on == 0.0
+    assert [c.name for c in result.ranking.services] == ["db", "mid", "front"]
+    assert result.fault_type == "wrong_return"

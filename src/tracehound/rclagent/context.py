@@ -117,6 +117,9 @@ class InstanceEvidence:
     note: str
     #: novel error lines of other services that name it (or its service)
     named: float = 0.0
+    #: share (0..1) of its own novel error weight in lines that name another component:
+    #: failures it passed on from a callee
+    passes_on: float = 0.0
 
 
 @dataclass

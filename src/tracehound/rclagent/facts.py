@@ -355,13 +355,17 @@ def _instance_evidence(store: TelemetryStore, ctx: IncidentContext) -> None:
 
     Error and warning lines that name another service count for the one they name
     (`_novel_lines`), not for their writer, as a failed call is passed on by the
-    span agents (`rules.RuleReasoner._redirect`).
+    span agents (`rules.RuleReasoner._redirect`); the share of its writer's novel error
+    weight that such lines hold is kept (`InstanceEvidence.passes_on`), so that what
+    follows from the failure it passed on (its silence, callers naming it) can be
+    discounted as the span agents discount it.
     """
     errors: dict[str, tuple[float, str]] = {}
     silence: dict[str, tuple[float, str]] = {}
     named: dict[str, float] = {}
+    passed: dict[str, float] = {}
     if ctx.use_logs:
-        own, named = _novel_lines(store, ctx)
+        own, named, passed = _novel_lines(store, ctx)
         errors.update(own)
         for instance, operation, tpl, strength in wide_silence(store, ctx):
             if strength > silence.get(instance, (0.0, ""))[0]:
@@ -391,6 +395,9 @@ def _instance_evidence(store: TelemetryStore, ctx: IncidentContext) -> None:
         pointed = blamed.get(instance, 0.0)
         if pointed:
             notes.append(f"named by {pointed:.1f} novel error line(s) of other services")
+        passing = passed.get(instance, 0.0)
+        if passing:
+            notes.append(f"{passing:.1f} of its novel error line(s) name another component")
         ctx.instance_evidence[instance] = InstanceEvidence(
             errors=error / (error + 3.0),
             silence=min(1.0, quiet),
@@ -399,6 +406,7 @@ def _instance_evidence(store: TelemetryStore, ctx: IncidentContext) -> None:
             resource_kind=kind,
             note="; ".join(notes),
             named=pointed / (pointed + 3.0),
+            passes_on=passing / (passing + error) if passing else 0.0,
         )
 
 
@@ -409,12 +417,13 @@ NAME_TOKEN = "[A-Za-z0-9][A-Za-z0-9_-]*"
 
 def _novel_lines(
     store: TelemetryStore, ctx: IncidentContext
-) -> tuple[dict[str, tuple[float, str]], dict[str, float]]:
+) -> tuple[dict[str, tuple[float, str]], dict[str, float], dict[str, float]]:
     """Novel warning/error lines of the window: per writer, and per instance they name.
 
     Each line weighs its novelty (warnings `WARN_SHARE` of it). A line that names another
     service, or an instance of one, as a whole word counts for every instance it names
-    (`named`) and not for its writer (`own`: weight and strongest template per writer).
+    (`named`) and not for its writer (`own`: weight and strongest template per writer);
+    the third table is, per writer, the weight of its lines that name another (`passed`).
     """
     pairs = sorted(ctx.instance_service.items())
     w = ctx.window
@@ -441,6 +450,9 @@ def _novel_lines(
         UNION ALL
         SELECT 'named' AS kind, other.instance, sum(e.weight) AS w, NULL AS tpl
         FROM other JOIN e USING (id) GROUP BY other.instance
+        UNION ALL
+        SELECT 'passed' AS kind, instance, sum(weight) AS w, NULL AS tpl
+        FROM e WHERE instance <> '' AND id IN (SELECT id FROM other) GROUP BY instance
         """,
         [
             *novelty_params(store, ctx),
@@ -452,7 +464,8 @@ def _novel_lines(
     )
     own = {r["instance"]: (float(r["w"]), r["tpl"]) for r in found if r["kind"] == "own"}
     named = {r["instance"]: float(r["w"]) for r in found if r["kind"] == "named"}
-    return own, named
+    passed = {r["instance"]: float(r["w"]) for r in found if r["kind"] == "passed"}
+    return own, named, passed
 
 
 def _vanished(ctx: IncidentContext) -> dict[str, float]:

@@ -41,8 +41,11 @@ by the request's best or `vote_floor`, whichever is larger (a vote in [0, 1]); v
 (`vote`) and `absolute` times the raw blame (so stronger evidence breaks ties) are
 averaged over requests. Incident-wide
 evidence per instance is added (`global_evidence`): novel error lines, silenced
-templates, a vanished share of spans (`vanished`), novel error lines of other services
-that name it (`named`), resource shifts. No rule names a
+templates (at `propagated` of their weight for the share of an instance's novel error
+lines that name another component: what it stopped writing follows from the failure it
+passed on), a vanished share of spans (`vanished`), novel error lines of other services
+that name it (`named`), resource shifts; a resource shift of `resource_explains` or more
+types an instance's errors, slowness or edge time by its resource. No rule names a
 service, operation or dataset.
 """
 
@@ -391,9 +394,14 @@ class RuleReasoner:
             found = ctx.instance_evidence.get(key)
             glob = 0.0
             if found is not None:
+                # an instance whose error lines blame a callee passed that failure on:
+                # the lines it stopped writing follow from it, as at a span whose errors
+                # are redirected (`_own`); callers naming it still count in full (a
+                # network fault at it fails its calls and its callers' alike)
+                relayed = 1.0 - found.passes_on * (1.0 - w.propagated)
                 glob = w.global_evidence * (
                     w.error_logs * found.errors
-                    + w.silence * found.silence
+                    + w.silence * found.silence * relayed
                     + w.vanished * found.vanished
                     + w.named * found.named
                     + w.metric_shift * found.resource
@@ -401,9 +409,11 @@ class RuleReasoner:
                 if (
                     found.resource_kind
                     and found.resource >= w.resource_explains
-                    and fault in ("error", "latency")
+                    and fault in ("error", "latency", "network")
                 ):
-                    fault = found.resource_kind  # errors / slowness from resource exhaustion
+                    # errors or slowness from resource exhaustion; a saturated CPU also
+                    # delays accepting calls, which shows as time on the edges into it
+                    fault = found.resource_kind
                 if item is None and not edge_note:
                     fault = found.resource_kind or (
                         "unavailable"
