@@ -386,3 +386,27 @@ def test_silence_of_a_component_that_relays_its_callees_failure_is_discounted() 
     assert ctx.instance_evidence["db-1"].passes_on == 0.0
     assert [c.name for c in result.ranking.services] == ["db", "mid", "front"]
     assert result.fault_type == "wrong_return"
+
+
+def test_error_lines_name_components_in_any_case() -> None:
+    """`DB` in mid's error lines names db (callers often write a callee's name in another
+    case, as gRPC service names are written in CamelCase): incident-wide and at the span."""
+    from tracehound.rclagent.facts import _novel_lines
+
+    b = Builder()
+    for k in range(12):
+        _priced(b, f"n{k}", T0 / MS + 10_000 + k * 1000, failing=False)
+    for k in range(4):
+        t_ms = T0 / MS + 700_000 + k * 1000
+        _priced(b, f"f{k}", t_ms, failing=True, lost=True)
+        b.log(f"f{k}", "c", "mid-1", "ERROR", "DB returned an invalid price for item 3", t_ms + 25)
+    data = b.data(Labels(service="db", instance="db-1"))
+    with TelemetryStore.from_incident(data) as store:
+        ctx = new_context(data.incident, store, use_logs=True, use_metrics=True)
+        own, named, passed = _novel_lines(store, ctx)
+        result = RclAgentMethod().investigate(data.incident, store)
+    assert set(named) == {"db-1", "mid-1"}
+    assert own == {}
+    assert set(passed) == {"mid-1", "front-1"}
+    assert result.ranking.services[0].name == "db"
+    assert "mid-1 errors naming its callee db" in result.ranking.services[0].reason

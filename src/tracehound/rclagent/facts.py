@@ -421,7 +421,8 @@ def _novel_lines(
     """Novel warning/error lines of the window: per writer, and per instance they name.
 
     Each line weighs its novelty (warnings `WARN_SHARE` of it). A line that names another
-    service, or an instance of one, as a whole word counts for every instance it names
+    service, or an instance of one, as a whole word in any case (`CartService` names
+    `cartservice`) counts for every instance it names
     (`named`) and not for its writer (`own`: weight and strongest template per writer);
     the third table is, per writer, the weight of its lines that name another (`passed`).
     """
@@ -431,17 +432,19 @@ def _novel_lines(
         store,
         f"""
         WITH {novelty_cte("nov")},
-        n AS (SELECT unnest(?) AS instance, unnest(?) AS service),
+        n AS (SELECT instance, service, lower(instance) AS li, lower(service) AS ls
+              FROM (SELECT unnest(?) AS instance, unnest(?) AS service)),
         l AS (SELECT service, instance, message, tpl,
                      CASE WHEN lvl = 'error' THEN 1.0 ELSE {WARN_SHARE} END AS share
               FROM logs WHERE ts_ns >= ? AND ts_ns < ? AND lvl <> 'info'),
         e AS (SELECT row_number() OVER () AS id, l.service, l.instance, l.message, l.tpl,
                      nov.novelty * l.share AS weight
               FROM l JOIN nov USING (service, tpl) WHERE nov.novelty > 0),
-        t AS (SELECT DISTINCT id, unnest(regexp_extract_all(message, '{NAME_TOKEN}')) AS token
-              FROM e),
-        hit AS (SELECT t.id, n.instance, n.service FROM t JOIN n ON t.token = n.instance
-                UNION SELECT t.id, n.instance, n.service FROM t JOIN n ON t.token = n.service),
+        t AS (SELECT DISTINCT id, lower(token) AS token
+              FROM (SELECT id, unnest(regexp_extract_all(message, '{NAME_TOKEN}')) AS token
+                    FROM e)),
+        hit AS (SELECT t.id, n.instance, n.service FROM t JOIN n ON t.token = n.li
+                UNION SELECT t.id, n.instance, n.service FROM t JOIN n ON t.token = n.ls),
         other AS (SELECT DISTINCT hit.id, hit.instance FROM hit JOIN e USING (id)
                   WHERE hit.service <> e.service)
         SELECT 'own' AS kind, instance, sum(weight) AS w,

@@ -231,13 +231,14 @@ def _log_evidence(ledger: EvidenceLedger, line: LogLine) -> str:
 
 
 def _mentions(ctx: IncidentContext, span: SpanRow, lines: list[LogLine]) -> tuple[str, ...]:
-    """Instances, else services, other than the span's own that the lines name."""
+    """Instances, else services, other than the span's own that the lines name (in any
+    case: `CartService` names `cartservice`)."""
     if not lines:
         return ()
-    text = "\n".join(line.message for line in lines)
-    found = [i for i in ctx.instances if i != span.instance and i in text]
+    text = "\n".join(line.message for line in lines).lower()
+    found = [i for i in ctx.instances if i != span.instance and i.lower() in text]
     if not found:
-        found = [s for s in ctx.services if s != span.service and s in text]
+        found = [s for s in ctx.services if s != span.service and s.lower() in text]
     return tuple(n for n in found if not any(n != m and n in m for m in found))
 
 
