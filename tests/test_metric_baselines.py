@@ -318,3 +318,19 @@ def test_no_metric_row_in_the_incident_window_gives_an_empty_ranking(
         incident=data.incident.model_copy(update={"window": later}), metrics=data.metrics
     )
     assert _localize(method, moved) == Ranking()
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("container_fs_writes_bytes_total", "disk"),
+        ("carts_container-fs-reads-bytes-total", "disk"),
+        ("node_disk_io_time_seconds_total", "disk"),
+        ("process.disk.io", "disk"),
+        ("SyscallRead", None),
+        ("compression_ratio_write", None),
+        ("node_cpu_seconds_total{mode=iowait}", "cpu"),
+    ],
+)
+def test_disk_series_are_typed_disk(name: str, kind: str | None) -> None:
+    assert fault_type_of(name) == kind

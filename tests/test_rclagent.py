@@ -137,30 +137,35 @@ def test_slow_edges_blame_the_instance_they_share() -> None:
     assert result.modalities == ["traces"]
 
 
-def test_slow_edges_into_an_instance_whose_cpu_rose_are_typed_cpu() -> None:
-    """A saturated CPU delays accepting calls, which shows as time on the edges into the
-    instance: when its cpu rose far beyond baseline, the fault is typed cpu, not
-    network (the same store without metrics is typed network, above)."""
+@pytest.mark.parametrize(
+    ("metric", "kind"), [("cpu_usage", "cpu"), ("container_fs_writes_bytes_total", "disk")]
+)
+def test_slow_edges_into_an_instance_whose_resource_rose_are_typed_by_it(
+    metric: str, kind: str
+) -> None:
+    """A saturated resource delays accepting calls, which shows as time on the edges into
+    the instance: when its cpu (or disk) rose far beyond baseline, the fault is typed by
+    it, not network (the same store without metrics is typed network, above)."""
     from dataclasses import replace
 
     from tracehound.tables import METRICS_SCHEMA, from_columns
 
     data = _network_data()
     columns: dict[str, list[object]] = {k: [] for k in METRICS_SCHEMA.names}
-    for i in range(80):  # one point every 15 s over both windows; b-1 from 20 % to 90 %
+    for i in range(80):  # one point every 15 s over both windows; b-1 from 20 to 90
         for instance in ("front-1", "a-1", "b-1", "c-1"):
             busy = instance == "b-1" and i >= 40
             columns["ts_ns"].append(T0 + i * 15 * SECOND)
             columns["service"].append(instance.split("-")[0])
             columns["instance"].append(instance)
             columns["node"].append("")
-            columns["name"].append("cpu_usage")
+            columns["name"].append(metric)
             columns["value"].append((90.0 if busy else 20.0) + (i % 3))
     data = replace(data, metrics=from_columns("metrics", columns, "metrics"))
     with TelemetryStore.from_incident(data) as store:
         result = RclAgentMethod().investigate(data.incident, store)
     assert result.ranking.instances[0].name == "b-1"
-    assert result.fault_type == "cpu"
+    assert result.fault_type == kind
     assert result.modalities == ["traces", "metrics"]
 
 

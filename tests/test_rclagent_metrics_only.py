@@ -146,3 +146,20 @@ def test_cpu_with_memory_rising_alongside_is_a_memory_fault() -> None:
     assert result.ranking.services[0].name == "leak"
     assert result.root_cause is not None and result.root_cause.summary.startswith("cpu_usage")
     assert result.fault_type == "memory"
+
+
+def test_a_disk_hog_is_a_cause_and_typed_disk() -> None:
+    """writer-1's file-system writes rise fivefold; reader-1's request latency (a symptom,
+    `SYMPTOM_DISCOUNT`) rises by as many spreads. Disk series are resource series: the
+    writer is first and the fault is typed disk."""
+    quiet = [_noise(200.0, i) for i in range(40)]
+    result = _investigate(
+        [
+            *_quiet("writer-1"),
+            ("writer-1", "container_fs_writes_bytes_total", quiet + [x * 5 for x in quiet]),
+            *_quiet("reader-1"),
+            ("reader-1", "latency_p90", quiet + [x * 5 for x in quiet]),
+        ]
+    )
+    assert [c.name for c in result.ranking.services] == ["writer", "reader"]
+    assert result.fault_type == "disk"

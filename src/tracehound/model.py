@@ -15,8 +15,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 BUNDLE_FORMAT = "tracehound-bundle/1"
 
-#: The fault types the simulator injects and the engine predicts. Dataset loaders keep the
-#: dataset's own fault-type names in `Labels.fault_type` (e.g. Nezha's ``cpu_contention``).
+#: The fault types the simulator injects and the engine predicts (rclagent also says
+#: ``disk`` when disk I/O series explain a component: `metric_ranking.RESOURCE_KINDS`).
+#: Dataset loaders keep the dataset's own fault-type names in `Labels.fault_type` (e.g.
+#: Nezha's ``cpu_contention``).
 FAULT_TYPES = (
     "cpu",
     "memory",

@@ -30,7 +30,18 @@ _FAULT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ),
     ("error", re.compile(r"error|fail|success", re.IGNORECASE)),
     ("network", re.compile(r"network|net_|receive|transmit|packet|loss", re.IGNORECASE)),
+    (
+        "disk",
+        re.compile(
+            r"disk|blkio|iops|(^|[^a-z])fs([^a-z]|$)|(^|[^a-z])io([^a-z]|$)"
+            r"|(^|[^a-z])io[-_.]?(read|write|wait|time)",
+            re.IGNORECASE,
+        ),
+    ),
 )
+#: Kinds of series that measure a component's own resources: their rise is a cause (a hog,
+#: a leak), where latency, error and network series show symptoms that travel along calls.
+RESOURCE_KINDS = ("cpu", "memory", "disk")
 
 
 @dataclass(frozen=True)
@@ -57,7 +68,8 @@ class SeriesScores:
 
 @functools.lru_cache(maxsize=4096)
 def fault_type_of(metric: str) -> str | None:
-    """The fault type a metric's name points at (cpu, memory, latency, error, network).
+    """The fault type a metric's name points at (cpu, memory, latency, error, network,
+    disk: ``container_fs_writes_bytes_total``, ``node_disk_io_time_seconds_total``).
 
     Cached: a system has few metric names and each is asked about once per series."""
     for fault, pattern in _FAULT_PATTERNS:

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from tracehound.methods.metric_ranking import fault_type_of
+from tracehound.methods.metric_ranking import RESOURCE_KINDS, fault_type_of
 from tracehound.methods.trace_common import windowed_spans_cte
 from tracehound.model import Incident
 from tracehound.rclagent.context import (
@@ -380,7 +380,7 @@ def _instance_evidence(store: TelemetryStore, ctx: IncidentContext) -> None:
         resource, kind = 0.0, None
         for shift in ctx.instance_metrics.get(instance, []):
             shift_kind = fault_type_of(shift.name)
-            if shift_kind in ("cpu", "memory") and shift.score > resource:
+            if shift_kind in RESOURCE_KINDS and shift.score > resource:
                 resource, kind = shift.score, shift_kind
         notes = []
         if error:

@@ -11,8 +11,8 @@ metric evidence (`facts._metric_shifts`):
   largest value of the window, which BARO's RobustScorer takes, is the spike itself: on
   simulated systems whose series spike now and then, ranking by the largest robust
   z-score put the faulty service first in 3 of 200 incidents (docs/benchmarks.md).
-  Series that say what kind of fault they see (`fault_type_of`: cpu, memory, latency,
-  errors, network) count; traffic and unnamed series are symptoms of everything and do
+  Series that say what kind of fault they see (`fault_type_of`: cpu, memory, disk,
+  latency, errors, network) count; traffic and unnamed series are symptoms of everything and do
   not. A series flat at zero in the baseline has no spread to count in: the largest rise
   of its metric among such series scores `FLAT_SPREADS`, and smaller ones less in
   proportion (an error rate that rose from none to 29 % outranks a caller's that rose to
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tracehound.methods.metric_ranking import fault_type_of
+from tracehound.methods.metric_ranking import RESOURCE_KINDS, fault_type_of
 from tracehound.methods.trace_common import Scored, keep_best, ordered, to_candidates
 from tracehound.model import Ranking
 from tracehound.rclagent.context import (
@@ -58,7 +58,8 @@ from tracehound.rclagent.reasoner import SuspectScore
 from tracehound.store import TelemetryStore
 
 #: Share of its score a symptom series (latency, errors, network) or a node-wide series
-#: counts; resource series of one instance (cpu, memory) count fully.
+#: counts; resource series of one instance (`RESOURCE_KINDS`: cpu, memory, disk) count
+#: fully.
 SYMPTOM_DISCOUNT = 0.5
 #: A culprit whose cpu rose is typed memory when its memory rose by this many spreads
 #: too: a leak burns cpu (collection, allocation, paging), a cpu hog leaves memory where
@@ -177,7 +178,7 @@ def shift_signals(ctx: IncidentContext) -> list[Signal]:
     signals = []
     for shift, node_wide in found:
         fault = fault_type_of(shift.name) or ""
-        symptom = node_wide or fault not in ("cpu", "memory")
+        symptom = node_wide or fault not in RESOURCE_KINDS
         score = shift.score
         if shift.flat:
             score = FLAT_SPREADS * (shift.level - shift.normal) / flat_top[shift.name]

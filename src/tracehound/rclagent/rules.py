@@ -13,9 +13,9 @@ Phase 1 (`verify`), per span, from its tools:
     spans went missing (an exception short-circuited the code);
   - *self-time* (`self_time`): unexplained self-time beyond the operation baseline is the
     span's own; a client span's self-time is edge time, not its own;
-  - *resource shift* (`metric_shift`): cpu/memory series of the instance (or, at half
-    weight, of its node) beyond baseline; latency and error-rate series are symptoms and
-    are not counted;
+  - *resource shift* (`metric_shift`): cpu, memory and disk series of the instance (or,
+    at half weight, of its node) beyond baseline; latency and error-rate series are
+    symptoms and are not counted;
   - *edge delay* (`edge_delay`): the client-minus-server time of the call into the span
     beyond its baseline; it is split between the two instances of the edge, by how many
     of the caller's other calls and of the callee's other incoming calls were slow too
@@ -53,7 +53,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tracehound.methods.metric_ranking import fault_type_of
+from tracehound.methods.metric_ranking import RESOURCE_KINDS, fault_type_of
 from tracehound.model import Finding, Report
 from tracehound.rclagent.context import IncidentContext
 from tracehound.rclagent.reasoner import (
@@ -501,14 +501,15 @@ def _blame(
 def _resource(
     instance: MetricFindings | None, node: MetricFindings | None, w: RuleWeights
 ) -> tuple[float, str | None, tuple[str, ...]]:
-    """Strength and kind (cpu/memory) of the strongest resource shift, with evidence."""
+    """Strength and kind (`RESOURCE_KINDS`: cpu, memory, disk) of the strongest resource
+    shift, with evidence."""
     best: tuple[float, str | None, tuple[str, ...]] = (0.0, None, ())
     for findings, factor in ((instance, 1.0), (node, 0.5)):
         if findings is None:
             continue
         for shift, evidence in zip(findings.shifts, findings.evidence, strict=True):
             kind = fault_type_of(shift.name)
-            if kind in ("cpu", "memory"):
+            if kind in RESOURCE_KINDS:
                 strength = factor * saturate(shift.score, w.metric_half)
                 if strength > best[0]:
                     best = (strength, kind, (evidence,))
