@@ -415,3 +415,53 @@ def test_error_lines_name_components_in_any_case() -> None:
     assert set(passed) == {"mid-1", "front-1"}
     assert result.ranking.services[0].name == "db"
     assert "mid-1 errors naming its callee db" in result.ranking.services[0].reason
+
+
+def test_lines_naming_a_component_never_reached_pass_nothing_on() -> None:
+    """mid crashes before it calls db; its error lines name db (a URL, say), but no span
+    of mid reached db in the window: nothing was passed on (`passes_on` 0), so its
+    silence keeps its full weight incident-wide."""
+    b = Builder()
+    for k in range(12):
+        _priced(b, f"n{k}", T0 / MS + 10_000 + k * 1000, failing=False)
+    for k in range(6):
+        t_ms = T0 / MS + 700_000 + k * 1000
+        b.span(f"f{k}", "a", None, "front-1", "GET /", t_ms, 12)
+        b.span(f"f{k}", "b", "a", "front-1", "call mid", t_ms + 1, 10)
+        b.span(f"f{k}", "c", "b", "mid-1", "GET /products", t_ms + 2, 8)
+        message = "NullPointerException calling http://db/price"
+        b.log(f"f{k}", "c", "mid-1", "ERROR", message, t_ms + 5)
+    status = b.spans["status"]
+    for i, trace in enumerate(b.spans["trace_id"]):
+        if str(trace).startswith("f"):
+            status[i] = "error"
+    data = b.data(Labels(service="mid", instance="mid-1"))
+    with TelemetryStore.from_incident(data) as store:
+        ctx = new_context(data.incident, store, use_logs=True, use_metrics=True)
+        fill_context(store, ctx, [])
+    assert ctx.instance_evidence["mid-1"].passes_on == 0.0
+    assert ctx.instance_evidence["mid-1"].silence == 1.0
+    assert ctx.instance_evidence["db-1"].named > 0
+
+
+def test_a_crash_that_names_a_reached_callee_passes_nothing_on() -> None:
+    """mid reached db in every request, but its error lines report its own exception
+    (`tools.CRASH_PATTERN`) that merely names db: not a failure passed on."""
+    from tracehound.rclagent.facts import _novel_lines
+
+    b = Builder()
+    for k in range(12):
+        _priced(b, f"n{k}", T0 / MS + 10_000 + k * 1000, failing=False)
+    for k in range(6):
+        t_ms = T0 / MS + 700_000 + k * 1000
+        _priced(b, f"f{k}", t_ms, failing=True, lost=True)
+        message = "IllegalStateException: no instances available for db"
+        b.log(f"f{k}", "c", "mid-1", "ERROR", message, t_ms + 25)
+    data = b.data(Labels(service="mid", instance="mid-1"))
+    with TelemetryStore.from_incident(data) as store:
+        ctx = new_context(data.incident, store, use_logs=True, use_metrics=True)
+        fill_context(store, ctx, [])
+        _, _, passed = _novel_lines(store, ctx)
+    assert ctx.instance_evidence["mid-1"].passes_on == 0.0
+    assert ctx.instance_evidence["mid-1"].silence == 1.0
+    assert set(passed) == {"front-1"}  # front's complaint about mid, which it reached

@@ -117,8 +117,9 @@ class InstanceEvidence:
     note: str
     #: novel error lines of other services that name it (or its service)
     named: float = 0.0
-    #: share (0..1) of its own novel error weight in lines that name another component:
-    #: failures it passed on from a callee
+    #: share (0..1) of its own novel error weight in lines that complain, without a crash
+    #: of their own, about a component its spans called in the window: failures it
+    #: passed on from a callee it reached
     passes_on: float = 0.0
 
 

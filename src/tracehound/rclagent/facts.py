@@ -34,7 +34,7 @@ from tracehound.rclagent.context import (
     unlinked_margin,
     wide_silence,
 )
-from tracehound.rclagent.tools import EDGE_FLOOR_MS, MAD_K, RELATIVE_FLOOR
+from tracehound.rclagent.tools import CRASH_PATTERN, EDGE_FLOOR_MS, MAD_K, RELATIVE_FLOOR
 from tracehound.store import TelemetryStore
 
 _INT64_MIN = -(2**63)
@@ -356,9 +356,9 @@ def _instance_evidence(store: TelemetryStore, ctx: IncidentContext) -> None:
     Error and warning lines that name another service count for the one they name
     (`_novel_lines`), not for their writer, as a failed call is passed on by the
     span agents (`rules.RuleReasoner._redirect`); the share of its writer's novel error
-    weight that such lines hold is kept (`InstanceEvidence.passes_on`), so that what
-    follows from the failure it passed on (its silence, callers naming it) can be
-    discounted as the span agents discount it.
+    weight held by such lines that name a callee it reached is kept
+    (`InstanceEvidence.passes_on`), so that the silence that follows from a failure it
+    passed on can be discounted as the span agents discount it.
     """
     errors: dict[str, tuple[float, str]] = {}
     silence: dict[str, tuple[float, str]] = {}
@@ -397,7 +397,7 @@ def _instance_evidence(store: TelemetryStore, ctx: IncidentContext) -> None:
             notes.append(f"named by {pointed:.1f} novel error line(s) of other services")
         passing = passed.get(instance, 0.0)
         if passing:
-            notes.append(f"{passing:.1f} of its novel error line(s) name another component")
+            notes.append(f"{passing:.1f} of its novel error line(s) blame a callee it reached")
         ctx.instance_evidence[instance] = InstanceEvidence(
             errors=error / (error + 3.0),
             silence=min(1.0, quiet),
@@ -423,8 +423,13 @@ def _novel_lines(
     Each line weighs its novelty (warnings `WARN_SHARE` of it). A line that names another
     service, or an instance of one, as a whole word in any case (`CartService` names
     `cartservice`) counts for every instance it names
-    (`named`) and not for its writer (`own`: weight and strongest template per writer);
-    the third table is, per writer, the weight of its lines that name another (`passed`).
+    (`named`) and not for its writer (`own`: weight and strongest template per writer).
+    The third table is, per writer, the weight of its lines that complain about an
+    instance its spans called in the window, without reporting a crash of their own
+    (`tools.CRASH_PATTERN`): a failure that came back from a callee it reached
+    (`passed`). Lines naming a component it never reached (a callee that is gone) or
+    reporting its own exception ("No instances available for X" thrown in the writer)
+    pass nothing on.
     """
     pairs = sorted(ctx.instance_service.items())
     w = ctx.window
@@ -446,7 +451,16 @@ def _novel_lines(
         hit AS (SELECT t.id, n.instance, n.service FROM t JOIN n ON t.token = n.li
                 UNION SELECT t.id, n.instance, n.service FROM t JOIN n ON t.token = n.ls),
         other AS (SELECT DISTINCT hit.id, hit.instance FROM hit JOIN e USING (id)
-                  WHERE hit.service <> e.service)
+                  WHERE hit.service <> e.service),
+        reached AS (  -- instances the writers' spans called in the window
+          SELECT DISTINCT p.instance AS writer, c.instance AS callee
+          FROM spans p JOIN spans c ON c.pk = p.sk
+          WHERE p.start_ns >= ? AND p.start_ns < ? AND c.instance <> p.instance
+            AND p.instance IN (SELECT e.instance FROM e JOIN other USING (id))),
+        relayed AS (SELECT DISTINCT other.id FROM other JOIN e USING (id)
+                    JOIN reached ON reached.writer = e.instance
+                                AND reached.callee = other.instance
+                    WHERE NOT regexp_matches(e.message, ?))
         SELECT 'own' AS kind, instance, sum(weight) AS w,
                first(tpl ORDER BY weight DESC, tpl) AS tpl
         FROM e WHERE instance <> '' AND id NOT IN (SELECT id FROM other) GROUP BY instance
@@ -455,7 +469,7 @@ def _novel_lines(
         FROM other JOIN e USING (id) GROUP BY other.instance
         UNION ALL
         SELECT 'passed' AS kind, instance, sum(weight) AS w, NULL AS tpl
-        FROM e WHERE instance <> '' AND id IN (SELECT id FROM other) GROUP BY instance
+        FROM e WHERE instance <> '' AND id IN (SELECT id FROM relayed) GROUP BY instance
         """,
         [
             *novelty_params(store, ctx),
@@ -463,6 +477,9 @@ def _novel_lines(
             [p[1] for p in pairs],
             w.start_ns,
             w.end_ns,
+            w.start_ns,
+            w.end_ns,
+            "(?m)" + CRASH_PATTERN.pattern,
         ],
     )
     own = {r["instance"]: (float(r["w"]), r["tpl"]) for r in found if r["kind"] == "own"}

@@ -39,14 +39,14 @@ evidence:
 Synthesis (`synthesize`): per request, each suspect's blame plus its edge share, divided
 by the request's best or `vote_floor`, whichever is larger (a vote in [0, 1]); votes
 (`vote`) and `absolute` times the raw blame (so stronger evidence breaks ties) are
-averaged over requests. Incident-wide
-evidence per instance is added (`global_evidence`): novel error lines, silenced
-templates (at `propagated` of their weight for the share of an instance's novel error
-lines that name another component: what it stopped writing follows from the failure it
-passed on), a vanished share of spans (`vanished`), novel error lines of other services
-that name it (`named`), resource shifts; a resource shift of `resource_explains` or more
-types an instance's errors, slowness or edge time by its resource. No rule names a
-service, operation or dataset.
+averaged over requests. Incident-wide evidence per instance is added
+(`global_evidence`): novel error lines, silenced templates (at `propagated` of their
+weight for the share of an instance's novel error lines that pass on a failure of a
+callee it reached, `InstanceEvidence.passes_on`: what it stopped writing follows from
+that failure), a vanished share of spans (`vanished`), novel error lines of other
+services that name it (`named`), resource shifts; a resource shift of
+`resource_explains` or more types an instance's errors, slowness or edge time by its
+resource. No rule names a service, operation or dataset.
 """
 
 from __future__ import annotations
@@ -394,10 +394,10 @@ class RuleReasoner:
             found = ctx.instance_evidence.get(key)
             glob = 0.0
             if found is not None:
-                # an instance whose error lines blame a callee passed that failure on:
-                # the lines it stopped writing follow from it, as at a span whose errors
-                # are redirected (`_own`); callers naming it still count in full (a
-                # network fault at it fails its calls and its callers' alike)
+                # an instance whose error lines blame a callee it reached passed that
+                # failure on: the lines it stopped writing follow from it, as at a span
+                # whose errors are redirected (`_own`); callers naming it still count in
+                # full (a network fault at it fails its calls and its callers' alike)
                 relayed = 1.0 - found.passes_on * (1.0 - w.propagated)
                 glob = w.global_evidence * (
                     w.error_logs * found.errors
