@@ -356,7 +356,7 @@ def _instance_evidence(store: TelemetryStore, ctx: IncidentContext) -> None:
     Error and warning lines that name another service count for the one they name
     (`_novel_lines`), not for their writer, as a failed call is passed on by the
     span agents (`rules.RuleReasoner._redirect`); the share of its writer's novel error
-    weight held by such lines that name a callee it reached is kept
+    weight held by such lines that blame a callee it reached is kept
     (`InstanceEvidence.passes_on`), so that the silence that follows from a failure it
     passed on can be discounted as the span agents discount it.
     """
@@ -397,7 +397,7 @@ def _instance_evidence(store: TelemetryStore, ctx: IncidentContext) -> None:
             notes.append(f"named by {pointed:.1f} novel error line(s) of other services")
         passing = passed.get(instance, 0.0)
         if passing:
-            notes.append(f"{passing:.1f} of its novel error line(s) blame a callee it reached")
+            notes.append(f"{passing:.0%} of its novel error lines blame a callee it reached")
         ctx.instance_evidence[instance] = InstanceEvidence(
             errors=error / (error + 3.0),
             silence=min(1.0, quiet),
@@ -406,7 +406,7 @@ def _instance_evidence(store: TelemetryStore, ctx: IncidentContext) -> None:
             resource_kind=kind,
             note="; ".join(notes),
             named=pointed / (pointed + 3.0),
-            passes_on=passing / (passing + error) if passing else 0.0,
+            passes_on=passing,
         )
 
 
@@ -424,12 +424,12 @@ def _novel_lines(
     service, or an instance of one, as a whole word in any case (`CartService` names
     `cartservice`) counts for every instance it names
     (`named`) and not for its writer (`own`: weight and strongest template per writer).
-    The third table is, per writer, the weight of its lines that complain about an
-    instance its spans called in the window, without reporting a crash of their own
-    (`tools.CRASH_PATTERN`): a failure that came back from a callee it reached
-    (`passed`). Lines naming a component it never reached (a callee that is gone) or
-    reporting its own exception ("No instances available for X" thrown in the writer)
-    pass nothing on.
+    The third table is, per writer, the share (0..1) of its novel lines' weight held by
+    lines that complain about an instance its spans called in the window, without
+    reporting a crash of their own (`tools.CRASH_PATTERN`): failures that came back
+    from a callee it reached (`passed`). Lines naming a component it never reached (a
+    callee that is gone) or reporting its own exception ("No instances available for X"
+    thrown in the writer) pass nothing on.
     """
     pairs = sorted(ctx.instance_service.items())
     w = ctx.window
@@ -470,6 +470,11 @@ def _novel_lines(
         UNION ALL
         SELECT 'passed' AS kind, instance, sum(weight) AS w, NULL AS tpl
         FROM e WHERE instance <> '' AND id IN (SELECT id FROM relayed) GROUP BY instance
+        UNION ALL
+        SELECT 'wrote' AS kind, instance, sum(weight) AS w, NULL AS tpl
+        FROM e WHERE instance <> '' AND instance IN (SELECT instance FROM e
+                                                     WHERE id IN (SELECT id FROM relayed))
+        GROUP BY instance
         """,
         [
             *novelty_params(store, ctx),
@@ -484,7 +489,10 @@ def _novel_lines(
     )
     own = {r["instance"]: (float(r["w"]), r["tpl"]) for r in found if r["kind"] == "own"}
     named = {r["instance"]: float(r["w"]) for r in found if r["kind"] == "named"}
-    passed = {r["instance"]: float(r["w"]) for r in found if r["kind"] == "passed"}
+    wrote = {r["instance"]: float(r["w"]) for r in found if r["kind"] == "wrote"}
+    passed = {
+        r["instance"]: float(r["w"]) / wrote[r["instance"]] for r in found if r["kind"] == "passed"
+    }
     return own, named, passed
 
 
