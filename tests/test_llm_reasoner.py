@@ -486,3 +486,13 @@ def test_replay_of_a_different_investigation_falls_back(tmp_path: Path) -> None:
     assert llm["agents_llm"] == 0
     assert llm["agents_fallback"] > 0
     assert all(f["reason"].startswith("LLMError: replay") for f in llm["fallbacks"])
+
+
+def test_verdicts_may_name_disk_but_not_unknown_types() -> None:
+    """The rule reasoner types disk I/O shifts `disk` (`PREDICTED_FAULT_TYPES`); a model
+    agreeing with it must be able to say so, in any case, and nothing outside the list."""
+    from pydantic import ValidationError
+
+    assert SynthesisVerdict(ranking=["b-1"], fault_type="Disk").fault_type == "disk"
+    with pytest.raises(ValidationError, match="fault_type must be one of"):
+        SynthesisVerdict(ranking=["b-1"], fault_type="gremlins")

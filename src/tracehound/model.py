@@ -15,10 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 BUNDLE_FORMAT = "tracehound-bundle/1"
 
-#: The fault types the simulator injects and the engine predicts (rclagent also says
-#: ``disk`` when disk I/O series explain a component: `metric_ranking.RESOURCE_KINDS`).
-#: Dataset loaders keep the dataset's own fault-type names in `Labels.fault_type` (e.g.
-#: Nezha's ``cpu_contention``).
+#: The fault types the simulator injects and the engine predicts (the engine may also say
+#: ``disk``: `PREDICTED_FAULT_TYPES`). Dataset loaders keep the dataset's own fault-type
+#: names in `Labels.fault_type` (e.g. Nezha's ``cpu_contention``).
 FAULT_TYPES = (
     "cpu",
     "memory",
@@ -28,6 +27,9 @@ FAULT_TYPES = (
     "wrong_return",
     "unavailable",
 )
+#: What rclagent may name as a fault type: the simulator's, and ``disk`` when disk I/O
+#: series explain a component (`metric_ranking.RESOURCE_KINDS`).
+PREDICTED_FAULT_TYPES = (*FAULT_TYPES, "disk")
 
 
 def ns_from_datetime(moment: datetime) -> int:

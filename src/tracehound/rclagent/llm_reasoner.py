@@ -85,7 +85,7 @@ from pydantic import (
 from tracehound.llm.prompts import render
 from tracehound.llm.session import LLMSession
 from tracehound.llm.types import Message
-from tracehound.model import FAULT_TYPES, Finding
+from tracehound.model import PREDICTED_FAULT_TYPES, Finding
 from tracehound.rclagent.context import IncidentContext
 from tracehound.rclagent.llm_loop import (
     LLM,
@@ -169,7 +169,7 @@ class LocalVerdict(_Answer):
 
     root_cause: Key
     confidence: float = Field(ge=0.0, le=1.0)
-    fault_type: str = Field(json_schema_extra={"enum": list(FAULT_TYPES)})
+    fault_type: str = Field(json_schema_extra={"enum": list(PREDICTED_FAULT_TYPES)})
     summary: Sentence
 
     @field_validator("fault_type")
@@ -182,7 +182,7 @@ class SynthesisVerdict(_Answer):
     """The synthesizer's answer: suspect keys best first, and the fault type."""
 
     ranking: Keys
-    fault_type: str = Field(json_schema_extra={"enum": list(FAULT_TYPES)})
+    fault_type: str = Field(json_schema_extra={"enum": list(PREDICTED_FAULT_TYPES)})
 
     @field_validator("fault_type")
     @classmethod
@@ -192,8 +192,8 @@ class SynthesisVerdict(_Answer):
 
 def _fault_type(value: str) -> str:
     lowered = value.strip().lower()
-    if lowered not in FAULT_TYPES:
-        raise ValueError(f"fault_type must be one of {', '.join(FAULT_TYPES)}")
+    if lowered not in PREDICTED_FAULT_TYPES:
+        raise ValueError(f"fault_type must be one of {', '.join(PREDICTED_FAULT_TYPES)}")
     return lowered
 
 
@@ -306,7 +306,7 @@ class LLMReasoner(ModelAgents[RuleReasoner]):
                 f"- {key}: {b.score:.2f}, {b.fault_type}, {flat(b.note)}" for key, b in candidates
             ),
         )
-        system = render("consolidate_system", fault_types=", ".join(FAULT_TYPES))
+        system = render("consolidate_system", fault_types=", ".join(PREDICTED_FAULT_TYPES))
         messages = [Message("system", system), Message("user", user)]
         schema = LocalVerdict.model_json_schema()
         schema["properties"]["root_cause"]["enum"] = [key for key, _ in candidates] + ["none"]
@@ -355,7 +355,7 @@ class LLMReasoner(ModelAgents[RuleReasoner]):
         suspects = "\n".join(
             f"- {suspect_key(s)}: {s.score:.2f}, {s.fault_type}, {flat(s.reason)}" for s in shown
         )
-        system = render("synthesize_system", fault_types=", ".join(FAULT_TYPES))
+        system = render("synthesize_system", fault_types=", ".join(PREDICTED_FAULT_TYPES))
         user = render("synthesize_user", reports=reports or "- none", suspects=suspects)
         schema = SynthesisVerdict.model_json_schema()
         schema["properties"]["ranking"]["items"]["enum"] = [suspect_key(s) for s in shown]
