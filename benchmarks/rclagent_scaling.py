@@ -2,6 +2,7 @@
 
     python benchmarks/rclagent_scaling.py [--sizes 10,100,1000,10000] [--services 50,1000]
         [--store-spans 20000,200000] [--repeat 3] [--timeout 300] [--json] [--out FILE]
+        [--param NAME=VALUE ...]
 
 For each system size (services) and store size (total simulated spans, `target_spans`),
 one `error` incident is simulated. For each failing-trace size N, one synthetic failing
@@ -53,8 +54,10 @@ from tracehound.tables import from_columns
 STAGES: tuple[tuple[Any, str, str], ...] = (
     (method_module, "new_context", "context"),
     (method_module, "select_requests", "select"),
+    (method_module, "set_scope", "scope"),
     (facts_module, "_operation_baselines", "op_base"),
     (facts_module, "_edge_baselines", "edge_base"),
+    (facts_module, "_edge_sides", "edge_side"),
     (facts_module, "_activity", "activity"),
     (facts_module, "_span_logs", "span_logs"),
     (facts_module, "_usual_templates", "usual_tpl"),
@@ -216,7 +219,13 @@ def with_trace(data: IncidentData, spans: pa.Table, logs: pa.Table) -> IncidentD
 
 
 def _case(
-    conn: Connection, system: System, data: IncidentData, n: int, fanout: int, repeat: int
+    conn: Connection,
+    system: System,
+    data: IncidentData,
+    n: int,
+    fanout: int,
+    repeat: int,
+    params: dict[str, Any],
 ) -> None:
     """Build the case's store, investigate `repeat` times, send a message per step."""
     _install_stage_timers()
@@ -229,7 +238,7 @@ def _case(
     store_s = time.perf_counter() - began
     total = store.counts()
     conn.send({"step": "store", "trace_s": trace_s, "store_s": store_s, "counts": total})
-    method = RclAgentMethod()
+    method = RclAgentMethod(**params)
     for _ in range(repeat):
         _STAGE_TIMES.clear()
         began = time.perf_counter()
@@ -267,11 +276,12 @@ def run_case(
     fanout: int,
     repeat: int,
     timeout: float,
+    params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One row: fork a child for the case and collect its messages, killing it on timeout."""
     ctx = mp.get_context("fork")
     receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_case, args=(send, system, data, n, fanout, repeat))
+    child = ctx.Process(target=_case, args=(send, system, data, n, fanout, repeat, params or {}))
     child.start()
     send.close()
     row: dict[str, Any] = {"failing_trace_spans": n, "status": "ok"}
@@ -381,9 +391,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fanout", type=int, default=10, help="children per synthetic span")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds per investigation")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an rclagent parameter (VALUE read as JSON, else text), e.g. scope=graph",
+    )
     parser.add_argument("--json", action="store_true", help="print the rows as JSON only")
     parser.add_argument("--out", help="also write the rows as JSON to this file")
     args = parser.parse_args(argv)
+    params: dict[str, Any] = {}
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--param {item!r} is not NAME=VALUE")
+        try:
+            params[name] = json.loads(value)
+        except json.JSONDecodeError:
+            params[name] = value
 
     rows: list[dict[str, Any]] = []
     for services in args.services:
@@ -398,7 +424,13 @@ def main(argv: list[str] | None = None) -> int:
             simulate_s = time.perf_counter() - began
             for n in args.sizes:
                 row = run_case(
-                    system, data, n, fanout=args.fanout, repeat=args.repeat, timeout=args.timeout
+                    system,
+                    data,
+                    n,
+                    fanout=args.fanout,
+                    repeat=args.repeat,
+                    timeout=args.timeout,
+                    params=params,
                 )
                 row = {"services": services, "target_spans": target, **row}
                 row["simulate_s"] = round(simulate_s, 3)

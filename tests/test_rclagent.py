@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from handmade import MS, SECOND, T0, Builder
 
+from tracehound.errors import BadInput
 from tracehound.methods.conformance import check_method, small_incident
 from tracehound.model import IncidentData, Labels
 from tracehound.rclagent import RclAgentMethod
@@ -465,3 +466,68 @@ def test_a_crash_that_names_a_reached_callee_passes_nothing_on() -> None:
     assert ctx.instance_evidence["mid-1"].passes_on == 0.0
     assert ctx.instance_evidence["mid-1"].silence == 1.0
     assert set(passed) == {"front-1"}  # front's complaint about mid, which it reached
+
+
+# -- scope="graph" --------------------------------------------------------------------
+
+
+def _chain_beside_other() -> IncidentData:
+    """`_chain`'s failing requests, and a service that no failing request reaches."""
+    b = Builder()
+    for k in range(12):
+        _chain(b, f"n{k}", T0 / MS + 10_000 + k * 1000, failing=False)
+        b.span(f"o{k}", "x", None, "other-1", "other op", T0 / MS + 10_500 + k * 1000, 5)
+    for k in range(4):
+        _chain(b, f"f{k}", T0 / MS + 700_000 + k * 1000, failing=True)
+        b.span(f"p{k}", "x", None, "other-1", "other op", T0 / MS + 700_500 + k * 1000, 5)
+    return b.data(Labels(service="db", instance="db-1"))
+
+
+def test_graph_scope_examines_only_the_services_of_the_analysed_requests() -> None:
+    data = _chain_beside_other()
+    with TelemetryStore.from_incident(data) as store:
+        wide = RclAgentMethod().investigate(data.incident, store)
+        graph = RclAgentMethod(scope="graph").investigate(data.incident, store)
+    assert sorted(c.name for c in wide.ranking.services) == ["db", "front", "mid", "other"]
+    assert sorted(c.name for c in graph.ranking.services) == ["db", "front", "mid"]
+    assert (wide.stats["scope"], graph.stats["scope"]) == ("incident", "graph")
+    assert graph.ranking.services[0].name == "db"
+    assert graph.ranking.instances[0].name == "db-1"
+    assert graph.fault_type == "error"
+
+
+def test_graph_scope_still_reasons_about_edges() -> None:
+    data = _network_data()
+    with TelemetryStore.from_incident(data) as store:
+        result = RclAgentMethod(scope="graph").investigate(data.incident, store)
+    assert result.ranking.instances[0].name == "b-1"
+    assert result.fault_type == "network"
+
+
+def test_an_unknown_scope_is_refused() -> None:
+    data = small_incident()
+    with TelemetryStore.from_incident(data) as store, pytest.raises(BadInput, match="scope"):
+        RclAgentMethod(scope="system").investigate(data.incident, store)
+
+
+def test_graph_scope_without_a_request_examines_every_component() -> None:
+    """No request started in the incident window: no graph to follow, so the incident
+    scope's evidence (here db's novel error lines) still ranks."""
+    b = Builder()
+    for k in range(12):
+        _chain(b, f"n{k}", T0 / MS + 10_000 + k * 1000, failing=False)
+    for k in range(4):
+        b.log(
+            f"x{k}",
+            "",
+            "db-1",
+            "ERROR",
+            "NullPointerException in query handler",
+            T0 / MS + 700_000 + k * 1000,
+        )
+    data = b.data(Labels(service="db", instance="db-1"))
+    with TelemetryStore.from_incident(data) as store:
+        result = RclAgentMethod(scope="graph").investigate(data.incident, store)
+    assert result.stats["requests_analysed"] == 0
+    assert result.stats["scope"] == "incident"
+    assert result.ranking.services[0].name == "db"

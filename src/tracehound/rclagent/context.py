@@ -169,6 +169,16 @@ class IncidentContext:
     instance_service: dict[str, str] = field(default_factory=dict)
     #: incident-wide evidence per instance (the global evidence the synthesis weighs)
     instance_evidence: dict[str, InstanceEvidence] = field(default_factory=dict)
+    #: ``scope="graph"`` (`method`): facts are gathered for the components of the
+    #: analysed requests' graphs only, and requests are chosen without the whole
+    #: system's silences and request types, so the cost follows the graphs
+    graph_scope: bool = False
+    #: with `graph_scope`, once the requests are chosen: the instances examined (every
+    #: instance of a service with a span in an analysed request); None: every instance
+    scope: tuple[str, ...] | None = None
+    #: spans all instances started in the incident and baseline windows, when `activity`
+    #: holds only the scope's instances
+    activity_total: tuple[int, int] | None = None
 
     _callees: dict[tuple[str, str], tuple[str, ...]] | None = None
 
@@ -219,7 +229,7 @@ work AS (
   SELECT service,
          count(*) FILTER (WHERE start_ns >= ? AND start_ns < ?) AS si,
          count(*) FILTER (WHERE start_ns >= ? AND start_ns < ?) AS sb
-  FROM spans GROUP BY service),
+  FROM spans WHERE service IN (SELECT service FROM l) GROUP BY service),
 c AS (
   SELECT l.service, l.tpl,
          count(*) FILTER (WHERE l.ts_ns >= ? AND l.ts_ns < ?) AS ci,
@@ -442,15 +452,26 @@ def wide_silence(store: TelemetryStore, ctx: IncidentContext) -> list[tuple[str,
     """
     if ctx.wide_silence is None:
         ctx.wide_silence = []
-        if ctx.use_logs and ctx.has_normal:
+        if ctx.use_logs and ctx.has_normal and not (ctx.graph_scope and ctx.scope is None):
+            # with a scope, the operations of its instances only
+            scope = (
+                "scope AS (SELECT DISTINCT instance, operation FROM spans "
+                "WHERE instance IN (SELECT unnest(?))),"
+                if ctx.scope is not None
+                else ""
+            )
             found = rows(
                 store,
                 f"""
-                WITH {silence_cte("sil")}
+                WITH {scope}
+                {silence_cte("sil", scope="scope" if ctx.scope is not None else None)}
                 SELECT instance, operation, tpl, strength FROM sil
                 ORDER BY instance, operation, tpl
                 """,
-                silence_params(ctx, SILENCE_Z_WIDE, per_test=True),
+                [
+                    *([list(ctx.scope)] if ctx.scope is not None else []),
+                    *silence_params(ctx, SILENCE_Z_WIDE, per_test=True),
+                ],
             )
             ctx.wide_silence = [
                 (r["instance"], r["operation"], r["tpl"], float(r["strength"])) for r in found
@@ -465,7 +486,8 @@ ANY_OPERATION = "(any operation)"
 _INSTANCE_SILENCE_SQL = """
 WITH ul AS (
   SELECT instance, tpl, ts_ns FROM logs
-  WHERE (trace_id IS NULL OR trace_id = '') AND lvl = 'info' AND instance <> ''),
+  WHERE (trace_id IS NULL OR trace_id = '') AND lvl = 'info' AND instance <> ''
+    AND (? OR instance IN (SELECT unnest(?::VARCHAR[])))),
 sp AS (
   SELECT instance, operation, start_ns, start_ns + duration_ns AS end_ns,
          CASE WHEN start_ns >= ? AND start_ns < ? THEN 'i'
@@ -531,6 +553,8 @@ def _instance_silence(
         store,
         _INSTANCE_SILENCE_SQL,
         [
+            ctx.scope is None,
+            list(ctx.scope or ()),
             *(w.start_ns, w.end_ns, b.start_ns, b.end_ns, margin, margin),
             *(w.start_ns, w.end_ns, b.start_ns, b.end_ns, SILENCE_MIN_SHARE),
             *(SILENCE_Z_FULL, SILENCE_REL, SILENCE_Z_SPAN, SILENCE_Z_WIDE, SILENCE_ALPHA),

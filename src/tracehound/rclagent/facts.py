@@ -69,9 +69,17 @@ UNNAMED_VANISHED = 0.3
 
 
 def new_context(
-    incident: Incident, store: TelemetryStore, *, use_logs: bool, use_metrics: bool
+    incident: Incident,
+    store: TelemetryStore,
+    *,
+    use_logs: bool,
+    use_metrics: bool,
+    graph_scope: bool = False,
 ) -> IncidentContext:
-    """A context with windows and candidate names; facts are added by `fill_context`."""
+    """A context with windows and candidate names; facts are added by `fill_context`.
+
+    With `graph_scope` the candidate names are left for `set_scope`, once the requests
+    are chosen."""
     store.derive()
     baseline, has_normal = choose_baseline(incident, store)
     modalities = set(store.modalities())
@@ -82,22 +90,61 @@ def new_context(
         has_normal=has_normal,
         use_logs=use_logs and "logs" in modalities,
         use_metrics=use_metrics and "metrics" in modalities,
+        graph_scope=graph_scope,
     )
+    if not graph_scope:
+        _set_names(store, ctx, None)
+    return ctx
+
+
+_NAMES_SQL = """
+SELECT service, instance FROM (
+  SELECT DISTINCT service, instance FROM spans WHERE {within}
+  UNION SELECT DISTINCT service, instance FROM logs WHERE {within}
+  UNION SELECT DISTINCT service, instance FROM metrics WHERE {within})
+WHERE service IS NOT NULL AND service <> '' ORDER BY service, instance
+"""
+
+
+def _set_names(store: TelemetryStore, ctx: IncidentContext, services: list[str] | None) -> None:
+    """Candidate services and instances: every one, or those of `services`."""
+    within = "service IN (SELECT unnest(?::VARCHAR[]))" if services is not None else "true"
     names = rows(
-        store,
-        """
-        SELECT service, instance FROM (
-          SELECT DISTINCT service, instance FROM spans
-          UNION SELECT DISTINCT service, instance FROM logs
-          UNION SELECT DISTINCT service, instance FROM metrics)
-        WHERE service IS NOT NULL AND service <> '' ORDER BY service, instance
-        """,
-        [],
+        store, _NAMES_SQL.format(within=within), [services] * 3 if services is not None else []
     )
     ctx.services = sorted({r["service"] for r in names})
     ctx.instances = sorted({r["instance"] for r in names if r["instance"]})
     ctx.instance_service = {r["instance"]: r["service"] for r in names if r["instance"]}
-    return ctx
+
+
+def set_scope(store: TelemetryStore, ctx: IncidentContext, trace_ids: list[str]) -> None:
+    """With `graph_scope`: examine the services with a span in the analysed requests and
+    the services their spans called in the baseline window (a callee that stopped
+    serving has no span in them), and every instance of these (a replica the requests
+    missed may be the one at fault). Without a request there is no graph to follow:
+    every component is examined, as with the incident scope."""
+    if not trace_ids:
+        ctx.graph_scope = False
+        _set_names(store, ctx, None)
+        ctx.wide_silence = None
+        return
+    b = ctx.baseline
+    found = rows(
+        store,
+        """
+        WITH g AS (SELECT DISTINCT service FROM spans WHERE trace_id IN (SELECT unnest(?))),
+        p AS (SELECT sk FROM spans WHERE start_ns >= ? AND start_ns < ?
+                                     AND service IN (SELECT service FROM g)),
+        c AS (SELECT DISTINCT service FROM spans
+              WHERE start_ns >= ? AND start_ns < ? AND pk IN (SELECT sk FROM p))
+        SELECT service FROM (SELECT service FROM g UNION SELECT service FROM c)
+        WHERE service IS NOT NULL AND service <> '' ORDER BY service
+        """,
+        [trace_ids, b.start_ns, b.end_ns, b.start_ns, b.end_ns],
+    )
+    _set_names(store, ctx, [r["service"] for r in found])
+    ctx.scope = tuple(ctx.instances)
+    ctx.wide_silence = None  # computed again, for the scope
 
 
 def fill_context(store: TelemetryStore, ctx: IncidentContext, trace_ids: list[str]) -> None:
@@ -115,12 +162,41 @@ def fill_context(store: TelemetryStore, ctx: IncidentContext, trace_ids: list[st
     _instance_evidence(store, ctx)
 
 
+#: With a scope: the baseline spans of the selected traces' operations (started in the
+#: baseline window, rather than in traces that started in it), with their self-time,
+#: found without grouping the whole store by trace (`_operation_baselines`).
+_SCOPED_BASE_SQL = """
+b_ops AS (SELECT DISTINCT service, operation FROM spans WHERE trace_id IN (SELECT unnest(?))),
+b0 AS (SELECT sk, service, operation, duration_ns FROM spans
+       WHERE start_ns >= ? AND start_ns < ?
+         AND (service, operation) IN (SELECT service, operation FROM b_ops)),
+b0k AS (SELECT pk, sum(duration_ns) AS child_ns FROM spans
+        WHERE parent_span_id IS NOT NULL AND pk IN (SELECT sk FROM b0) GROUP BY pk),
+b AS (SELECT service, operation, duration_ns,
+             greatest(duration_ns - coalesce(child_ns, 0), 0) AS self_ns
+      FROM b0 LEFT JOIN b0k ON b0k.pk = b0.sk)"""
+
+
+#: With a scope: the spans that started in a window (two parameters), `w_c` those of them
+#: that are calls into or out of the scope's services (two parameters: the services),
+#: `w_p` their parents.
+_SCOPED_CALLS_SQL = """
+w_all AS (SELECT sk, pk, parent_span_id, service, operation, instance, duration_ns
+          FROM spans WHERE start_ns >= ? AND start_ns < ?),
+w_c AS (SELECT * FROM w_all
+        WHERE parent_span_id IS NOT NULL
+          AND (service IN (SELECT unnest(?::VARCHAR[]))
+               OR pk IN (SELECT sk FROM w_all WHERE service IN (SELECT unnest(?::VARCHAR[]))))),
+w_p AS (SELECT * FROM w_all WHERE sk IN (SELECT pk FROM w_c))"""
+
+
 def _operation_baselines(store: TelemetryStore, ctx: IncidentContext, trace_ids: list[str]) -> None:
     b = ctx.baseline
+    scoped = ctx.scope is not None
     found = rows(
         store,
         f"""
-        WITH {windowed_spans_cte("b")},
+        WITH {_SCOPED_BASE_SQL if scoped else windowed_spans_cte("b")},
         ops AS (SELECT DISTINCT service, operation FROM spans
                 WHERE trace_id IN (SELECT unnest(?))),
         x AS (SELECT b.service, b.operation, b.duration_ns / {NS_PER_MS} AS d,
@@ -130,7 +206,7 @@ def _operation_baselines(store: TelemetryStore, ctx: IncidentContext, trace_ids:
                median(abs(d - md)) AS mad, any_value(ms) AS ms, median(abs(s - ms)) AS smad
         FROM x JOIN m USING (service, operation) GROUP BY service, operation
         """,
-        [b.start_ns, b.end_ns, trace_ids],
+        [*([trace_ids] if scoped else []), b.start_ns, b.end_ns, trace_ids],
     )
     ctx.op_base = {
         (r["service"], r["operation"]): OpBaseline(
@@ -150,24 +226,33 @@ def _edge_baselines(store: TelemetryStore, ctx: IncidentContext, trace_ids: list
     All pairs of the baseline window are kept (they are few); `trace_ids` is unused.
     """
     b = ctx.baseline
+    if ctx.scope is not None:
+        calls = f"""{_SCOPED_CALLS_SQL},
+        kids AS (SELECT pk, count(*) AS k FROM w_all
+                 WHERE parent_span_id IS NOT NULL AND pk IN (SELECT sk FROM w_p) GROUP BY pk)"""
+        params: list[object] = [b.start_ns, b.end_ns, ctx.services, ctx.services]
+    else:
+        calls = f"""{windowed_spans_cte("b")},
+        w_c AS (SELECT * FROM b_sp), w_p AS (SELECT * FROM b_sp),
+        kids AS (SELECT pk, count(*) AS k FROM b_sp
+                 WHERE parent_span_id IS NOT NULL GROUP BY pk)"""
+        params = [b.start_ns, b.end_ns]
     found = rows(
         store,
         f"""
-        WITH {windowed_spans_cte("b")},
-        kids AS (SELECT pk, count(*) AS k FROM b_sp
-                 WHERE parent_span_id IS NOT NULL GROUP BY pk),
+        WITH {calls},
         e AS (
           SELECT p.service AS ps, p.operation AS po, c.service AS cs, c.operation AS co,
                  (p.duration_ns - c.duration_ns) / {NS_PER_MS} AS g
-          FROM b_sp c
-          JOIN b_sp p ON p.sk = c.pk
+          FROM w_c c
+          JOIN w_p p ON p.sk = c.pk
           JOIN kids ON kids.pk = p.sk
           WHERE c.parent_span_id IS NOT NULL AND p.instance <> c.instance AND kids.k = 1),
         m AS (SELECT ps, po, cs, co, median(g) AS mg FROM e GROUP BY ALL)
         SELECT ps, po, cs, co, count(*) AS n, any_value(mg) AS mg, median(abs(g - mg)) AS mad
         FROM e JOIN m USING (ps, po, cs, co) GROUP BY ALL
         """,
-        [b.start_ns, b.end_ns],
+        params,
     )
     del trace_ids  # edges are few; all pairs of the baseline are kept
     ctx.edge_base = {
@@ -199,14 +284,28 @@ def _edge_sides(store: TelemetryStore, ctx: IncidentContext) -> None:
         return
     w = ctx.window
     pairs = sorted(ctx.edge_base.items())
+    scoped = ctx.scope is not None
+    if scoped:  # the calls into and out of the scope's services only
+        calls = f"{_SCOPED_CALLS_SQL},"
+        c_sql = "SELECT pk, service, operation, instance, duration_ns FROM w_c"
+        k_sql = "SELECT pk, count(*) AS k FROM w_all WHERE parent_span_id IS NOT NULL "
+        k_sql += "AND pk IN (SELECT sk FROM w_p) GROUP BY pk"
+        p_sql = "SELECT sk, service, operation, instance, duration_ns FROM w_p"
+    else:
+        calls = ""
+        c_sql = """SELECT pk, service, operation, instance, duration_ns
+              FROM spans WHERE start_ns >= ? AND start_ns < ? AND parent_span_id IS NOT NULL"""
+        k_sql = "SELECT pk, count(*) AS k FROM c GROUP BY pk"
+        p_sql = """SELECT sk, service, operation, instance, duration_ns
+                FROM spans WHERE start_ns >= ? AND start_ns < ?"""
     found = rows(
         store,
         f"""
-        WITH bs AS (SELECT unnest(?) AS ps, unnest(?) AS po, unnest(?) AS cs, unnest(?) AS co,
+        WITH {calls}
+        bs AS (SELECT unnest(?) AS ps, unnest(?) AS po, unnest(?) AS cs, unnest(?) AS co,
                            unnest(?) AS mg, unnest(?) AS mad),
-        c AS (SELECT pk, service, operation, instance, duration_ns
-              FROM spans WHERE start_ns >= ? AND start_ns < ? AND parent_span_id IS NOT NULL),
-        k AS (SELECT pk, count(*) AS k FROM c GROUP BY pk),
+        c AS ({c_sql}),
+        k AS ({k_sql}),
         ix AS (
           SELECT p.instance AS pi, c.instance AS ci,
                  CASE WHEN (p.duration_ns - c.duration_ns) / {NS_PER_MS}
@@ -214,8 +313,7 @@ def _edge_sides(store: TelemetryStore, ctx: IncidentContext) -> None:
                       THEN 1 ELSE 0 END AS slow
           FROM c
           JOIN k USING (pk)
-          JOIN (SELECT sk, service, operation, instance, duration_ns
-                FROM spans WHERE start_ns >= ? AND start_ns < ?) p
+          JOIN ({p_sql}) p
             ON p.sk = c.pk
           JOIN bs ON bs.ps = p.service AND bs.po = p.operation AND bs.cs = c.service
                  AND bs.co = c.operation
@@ -227,16 +325,15 @@ def _edge_sides(store: TelemetryStore, ctx: IncidentContext) -> None:
         FROM sides GROUP BY instance ORDER BY instance
         """,
         [
+            *([w.start_ns, w.end_ns, ctx.services, ctx.services] if scoped else []),
             *(list(column) for column in zip(*(key for key, _ in pairs), strict=True)),
             [base.median_ms for _, base in pairs],
             [base.mad_ms for _, base in pairs],
-            w.start_ns,
-            w.end_ns,
+            *([] if scoped else [w.start_ns, w.end_ns]),
             MAD_K,
             RELATIVE_FLOOR,
             EDGE_FLOOR_MS,
-            w.start_ns,
-            w.end_ns,
+            *([] if scoped else [w.start_ns, w.end_ns]),
         ],
     )
 
@@ -254,16 +351,25 @@ def _edge_sides(store: TelemetryStore, ctx: IncidentContext) -> None:
 
 def _activity(store: TelemetryStore, ctx: IncidentContext) -> None:
     w, b = ctx.window, ctx.baseline
-    found = rows(
-        store,
-        """
-        SELECT instance,
+    counts = """
+        SELECT {key},
                count(*) FILTER (WHERE start_ns >= ? AND start_ns < ?) AS ni,
                count(*) FILTER (WHERE start_ns >= ? AND start_ns < ?) AS nb
-        FROM spans GROUP BY instance
-        """,
-        [w.start_ns, w.end_ns, b.start_ns, b.end_ns],
-    )
+        FROM spans {where}
+        """
+    windows = [w.start_ns, w.end_ns, b.start_ns, b.end_ns]
+    if ctx.scope is not None:
+        found = rows(
+            store,
+            counts.format(
+                key="instance", where="WHERE instance IN (SELECT unnest(?)) GROUP BY instance"
+            ),
+            [*windows, list(ctx.scope)],
+        )
+        total = rows(store, counts.format(key="1 AS one", where=""), windows)[0]
+        ctx.activity_total = (int(total["ni"]), int(total["nb"]))
+    else:
+        found = rows(store, counts.format(key="instance", where="GROUP BY instance"), windows)
     ctx.activity = {r["instance"]: (int(r["ni"]), int(r["nb"])) for r in found}
     # distinct traces only where spans fell enough to matter (`_vanished`)
     fell = [i for i, (drop, _) in _span_drops(ctx).items() if drop >= VANISHED_DROP]
@@ -441,7 +547,8 @@ def _novel_lines(
               FROM (SELECT unnest(?) AS instance, unnest(?) AS service)),
         l AS (SELECT service, instance, message, tpl,
                      CASE WHEN lvl = 'error' THEN 1.0 ELSE {WARN_SHARE} END AS share
-              FROM logs WHERE ts_ns >= ? AND ts_ns < ? AND lvl <> 'info'),
+              FROM logs WHERE ts_ns >= ? AND ts_ns < ? AND lvl <> 'info'
+                AND (? OR instance IN (SELECT unnest(?::VARCHAR[])))),
         e AS (SELECT row_number() OVER () AS id, l.service, l.instance, l.message, l.tpl,
                      nov.novelty * l.share AS weight
               FROM l JOIN nov USING (service, tpl) WHERE nov.novelty > 0),
@@ -482,6 +589,8 @@ def _novel_lines(
             [p[1] for p in pairs],
             w.start_ns,
             w.end_ns,
+            ctx.scope is None,
+            list(ctx.scope or ()),
             w.start_ns,
             w.end_ns,
             "(?m)" + CRASH_PATTERN.pattern,
@@ -529,8 +638,10 @@ def _peer_ratios(ctx: IncidentContext) -> dict[str, float]:
         total = totals.get(service, (0, 0))
         totals[service] = (total[0] + now, total[1] + before)
         replicas[service] = replicas.get(service, 0) + 1
-    system_now = sum(n for n, _ in ctx.activity.values())
-    system_before = sum(b for _, b in ctx.activity.values())
+    system_now, system_before = ctx.activity_total or (
+        sum(n for n, _ in ctx.activity.values()),
+        sum(b for _, b in ctx.activity.values()),
+    )
     out = {}
     for instance in ctx.activity:
         service = ctx.instance_service.get(instance, "")
@@ -589,13 +700,25 @@ def _kendall_tau(values: np.ndarray) -> np.ndarray:
     return np.asarray(signs.sum(axis=0) / upper.sum(), dtype=np.float64)
 
 
+#: With a scope: the series of its instances, of its services without an instance, and
+#: of its instances' nodes without an instance (parameters: instances, services,
+#: instances).
+_SCOPED_SERIES_SQL = """
+WITH own AS (SELECT DISTINCT sid, node FROM metrics
+             WHERE instance IN (SELECT unnest(?::VARCHAR[]))),
+bare AS (SELECT DISTINCT sid, service, node FROM metrics WHERE coalesce(instance, '') = '')
+SELECT sid FROM own
+UNION SELECT sid FROM bare WHERE service IN (SELECT unnest(?::VARCHAR[]))
+UNION SELECT sid FROM bare WHERE node IN (SELECT node FROM own WHERE coalesce(node, '') <> '')
+ORDER BY sid"""
+
 _SERIES_SQL = """
-WITH k AS (
+WITH {scope} k AS (
   SELECT * FROM (
     SELECT sid, ts_ns, value,
            CASE WHEN ts_ns >= ? AND ts_ns < ? THEN 0 WHEN ts_ns >= ? AND ts_ns < ? THEN 1 END
              AS seg
-    FROM metrics WHERE value IS NOT NULL AND isfinite(value))
+    FROM metrics WHERE value IS NOT NULL AND isfinite(value) {within})
   WHERE seg IS NOT NULL),
 q AS (SELECT sid, seg, quantile_cont(value, [0.25, 0.5, 0.75]) AS qs, count(*) AS n,
              min(value) AS lo, max(value) AS hi,
@@ -608,7 +731,7 @@ d AS (SELECT sid, median(abs(value - b.med)) AS mad FROM k JOIN b USING (sid)
       WHERE seg = 0 GROUP BY sid),
 names AS (SELECT DISTINCT ON (sid) sid, coalesce(service, '') AS service,
                  coalesce(instance, '') AS instance, coalesce(node, '') AS node, name
-          FROM metrics),
+          FROM metrics {where}),
 a AS (SELECT names.*, b.med, b.q25, b.q75, d.mad, b.wander, b.nb, i.i50, i.tail, i.peak, i.ni
       FROM i JOIN b USING (sid) JOIN d USING (sid) JOIN names USING (sid))
 SELECT *,
@@ -633,7 +756,18 @@ def _series_stats(store: TelemetryStore, ctx: IncidentContext) -> dict[str, np.n
     """
     (b0, b1), (w0, w1) = metric_segments(store, ctx)
     tail_from = w0 + (w1 - w0) * 3 // 4
-    table = store.query(_SERIES_SQL, [b0, b1, w0, w1, tail_from])
+    if ctx.scope is not None:
+        found = store.query(_SCOPED_SERIES_SQL, [list(ctx.scope), ctx.services])
+        sids = found.column("sid").to_pylist()
+        sql = _SERIES_SQL.format(
+            scope="sc AS (SELECT unnest(?::UBIGINT[]) AS sid),",
+            within="AND sid IN (SELECT sid FROM sc)",
+            where="WHERE sid IN (SELECT sid FROM sc)",
+        )
+        table = store.query(sql, [sids, b0, b1, w0, w1, tail_from])
+    else:
+        sql = _SERIES_SQL.format(scope="", within="", where="")
+        table = store.query(sql, [b0, b1, w0, w1, tail_from])
     out: dict[str, np.ndarray] = {}
     for name in table.column_names:
         column = table.column(name)

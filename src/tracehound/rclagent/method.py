@@ -24,6 +24,14 @@ Parameters (keyword-only; `__init__` only stores them):
 - ``use_traces`` (True) / ``use_logs`` (True) / ``use_metrics`` (True): ablations; off
   means the modality is ignored even when present (without traces the engine ranks from
   metrics and logs, `metrics_only`).
+- ``scope`` ("incident"): what the facts are gathered over. ``"incident"``: every
+  component of the system (incident-wide evidence: error lines, silences, vanished
+  instances and metric shifts anywhere; the cost follows the window's telemetry).
+  ``"graph"``: only the services with a span in the analysed requests and their
+  instances (their nodes' series too), with requests typed by their root operation and
+  chosen without silences, so that the cost follows the failing requests' graphs and
+  not the system's size; a fault outside those services cannot be ranked
+  (docs/rclagent.md, "Scope").
 - ``workers`` (4): agent threads.
 - ``reasoner`` ("rule"): who reasons in phases 1, 2 and 5: ``"rule"`` (the deterministic
   rule reasoner), ``"llm"`` (a model, with the rules as ground and fallback) or
@@ -61,7 +69,7 @@ from tracehound.model import Incident, Ranking
 from tracehound.rclagent.agents import RequestAnalysis, run_agents
 from tracehound.rclagent.context import IncidentContext
 from tracehound.rclagent.evidence import EvidenceLedger
-from tracehound.rclagent.facts import fill_context, new_context
+from tracehound.rclagent.facts import fill_context, new_context, set_scope
 from tracehound.rclagent.graph import SpanRow, build_graph, fetch_spans
 from tracehound.rclagent.metrics_only import metrics_ranking
 from tracehound.rclagent.reasoner import Reasoner, SuspectScore, Toolbox
@@ -75,6 +83,8 @@ if TYPE_CHECKING:
     from tracehound.llm.session import LLMSession
     from tracehound.rclagent.llm_reasoner import HybridReasoner, LLMReasoner
 
+#: The values of the ``scope`` parameter.
+SCOPES = ("incident", "graph")
 #: The values of the ``reasoner`` parameter.
 REASONERS = ("rule", "llm", "hybrid")
 
@@ -102,6 +112,7 @@ class RclAgentMethod(Method):
         use_logs: bool = True,
         use_metrics: bool = True,
         workers: int = 4,
+        scope: str = "incident",
         reasoner: str = "rule",
         llm: str | None = None,
         llm_model: str | None = None,
@@ -118,6 +129,7 @@ class RclAgentMethod(Method):
         self.use_logs = use_logs
         self.use_metrics = use_metrics
         self.workers = workers
+        self.scope = scope
         self.reasoner = reasoner
         self.llm = llm
         self.llm_model = llm_model
@@ -134,6 +146,13 @@ class RclAgentMethod(Method):
         """Run the whole pipeline and explain the answer."""
         started = time.perf_counter()
         kind = self._reasoner_kind()
+        if self.scope not in SCOPES:
+            raise BadInput(
+                f"rclagent has no scope {self.scope!r}",
+                column="scope",
+                expected=", ".join(SCOPES),
+                hint="Use --param scope=incident (the default) or --param scope=graph.",
+            )
         self.check_inputs(incident, store)
         if is_agent_run(incident):
             return self._run_steps(incident, store, kind, started)
@@ -152,17 +171,25 @@ class RclAgentMethod(Method):
     def _run(
         self, incident: Incident, store: TelemetryStore, reasoner: Reasoner, started: float
     ) -> Investigation:
-        ctx = new_context(incident, store, use_logs=self.use_logs, use_metrics=self.use_metrics)
-        ledger = EvidenceLedger()
         present = set(store.modalities())
         if not self.use_traces:
             present.discard("traces")
+        ctx = new_context(
+            incident,
+            store,
+            use_logs=self.use_logs,
+            use_metrics=self.use_metrics,
+            graph_scope=self.scope == "graph" and "traces" in present,
+        )
+        ledger = EvidenceLedger()
         analyses: list[RequestAnalysis] = []
         suspects: list[SuspectScore] = []
         if "traces" in present:
             limit = 1 if self.single_request else max(1, self.max_requests)
             requests = select_requests(store, ctx, limit)
             trace_ids = sorted({r.trace_id for r in requests})
+            if ctx.graph_scope:
+                set_scope(store, ctx, trace_ids)  # without a request: every component
             fill_context(store, ctx, trace_ids)
             if self.single_request:
                 ctx.usual_templates = {}
@@ -194,6 +221,7 @@ class RclAgentMethod(Method):
             "agents_run": sum(len(a.graph.nodes) for a in analyses),
             "spans_truncated": sum(a.graph.truncated for a in analyses),
             "baseline": "normal window" if ctx.has_normal else "incident window (robust)",
+            "scope": "graph" if ctx.graph_scope else "incident",
             "wall_time_s": round(time.perf_counter() - started, 4),
         }
         return build_investigation(
