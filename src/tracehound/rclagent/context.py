@@ -171,7 +171,7 @@ class IncidentContext:
     instance_evidence: dict[str, InstanceEvidence] = field(default_factory=dict)
     #: ``scope="graph"`` (`method`): facts are gathered for the components of the
     #: analysed requests' graphs only, and requests are chosen without the whole
-    #: system's silences and request types, so the cost follows the graphs
+    #: system's silences, so the cost does not follow the number of services
     graph_scope: bool = False
     #: with `graph_scope`, once the requests are chosen: the instances examined (every
     #: instance of a service with a span in an analysed request); None: every instance

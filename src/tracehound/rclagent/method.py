@@ -27,10 +27,10 @@ Parameters (keyword-only; `__init__` only stores them):
 - ``scope`` ("incident"): what the facts are gathered over. ``"incident"``: every
   component of the system (incident-wide evidence: error lines, silences, vanished
   instances and metric shifts anywhere; the cost follows the window's telemetry).
-  ``"graph"``: only the services with a span in the analysed requests and their
-  instances (their nodes' series too), with requests typed by their root operation and
-  chosen without silences, so that the cost follows the failing requests' graphs and
-  not the system's size; a fault outside those services cannot be ranked
+  ``"graph"``: only the services with a span in the analysed requests, the services
+  they called in the baseline, and their instances (their nodes' series too), with
+  requests chosen without the whole system's silences, so that the cost does not follow
+  the number of services; a fault outside those services cannot be ranked
   (docs/rclagent.md, "Scope").
 - ``workers`` (4): agent threads.
 - ``reasoner`` ("rule"): who reasons in phases 1, 2 and 5: ``"rule"`` (the deterministic

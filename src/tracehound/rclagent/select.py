@@ -182,15 +182,6 @@ def _scored_roots(store: TelemetryStore, ctx: IncidentContext) -> list[_Root]:
         if silenced
         else "ts AS (SELECT NULL::VARCHAR AS trace_id, 0.0 AS silence, NULL::VARCHAR AS sig),"
     )
-    # the request type reads every root's trace: with a graph scope, roots are typed by
-    # their operation alone
-    entry_sql = (
-        "SELECT NULL::VARCHAR AS trace_id, NULL::VARCHAR AS entry WHERE false"
-        if ctx.graph_scope
-        else """SELECT s.trace_id, first(s.operation ORDER BY s.start_ns, s.operation) AS entry
-               FROM spans s JOIN ra USING (trace_id)
-               WHERE s.service IS DISTINCT FROM ra.service GROUP BY s.trace_id"""
-    )
     params: list[object] = [w.start_ns, w.end_ns]
     params += novelty_params(store, ctx) if ctx.use_logs else []
     if silenced:
@@ -207,7 +198,9 @@ def _scored_roots(store: TelemetryStore, ctx: IncidentContext) -> list[_Root]:
         rb0 AS (SELECT trace_id, service, operation, duration_ns / {NS_PER_MS} AS d FROM spans
                 WHERE parent_span_id IS NULL AND start_ns >= ? AND start_ns < ?),
         ra AS (SELECT trace_id, service FROM r UNION ALL SELECT trace_id, service FROM rb0),
-        en AS ({entry_sql}),
+        en AS (SELECT s.trace_id, first(s.operation ORDER BY s.start_ns, s.operation) AS entry
+               FROM spans s JOIN ra USING (trace_id)
+               WHERE s.service IS DISTINCT FROM ra.service GROUP BY s.trace_id),
         rk AS (SELECT rb0.*, rb0.operation || ' > ' || coalesce(en.entry, '') AS kind
                FROM rb0 LEFT JOIN en USING (trace_id)),
         rbm AS (SELECT operation, median(d) AS md FROM rk GROUP BY operation),
