@@ -178,15 +178,17 @@ b AS (SELECT service, operation, duration_ns,
 
 
 #: With a scope: the spans that started in a window (two parameters), `w_c` those of them
-#: that are calls into or out of the scope's services (two parameters: the services),
+#: that are calls into or out of the scope's services (one parameter: the services),
 #: `w_p` their parents.
 _SCOPED_CALLS_SQL = """
 w_all AS (SELECT sk, pk, parent_span_id, service, operation, instance, duration_ns
           FROM spans WHERE start_ns >= ? AND start_ns < ?),
-w_c AS (SELECT * FROM w_all
-        WHERE parent_span_id IS NOT NULL
-          AND (service IN (SELECT unnest(?::VARCHAR[]))
-               OR pk IN (SELECT sk FROM w_all WHERE service IN (SELECT unnest(?::VARCHAR[]))))),
+w_in AS (SELECT * FROM w_all WHERE service IN (SELECT unnest(?::VARCHAR[]))),
+w_c AS (SELECT * FROM w_in WHERE parent_span_id IS NOT NULL
+        UNION ALL
+        SELECT * FROM w_all
+        WHERE parent_span_id IS NOT NULL AND pk IN (SELECT sk FROM w_in)
+          AND sk NOT IN (SELECT sk FROM w_in)),
 w_p AS (SELECT * FROM w_all WHERE sk IN (SELECT pk FROM w_c))"""
 
 
@@ -230,7 +232,7 @@ def _edge_baselines(store: TelemetryStore, ctx: IncidentContext, trace_ids: list
         calls = f"""{_SCOPED_CALLS_SQL},
         kids AS (SELECT pk, count(*) AS k FROM w_all
                  WHERE parent_span_id IS NOT NULL AND pk IN (SELECT sk FROM w_p) GROUP BY pk)"""
-        params: list[object] = [b.start_ns, b.end_ns, ctx.services, ctx.services]
+        params: list[object] = [b.start_ns, b.end_ns, ctx.services]
     else:
         calls = f"""{windowed_spans_cte("b")},
         w_c AS (SELECT * FROM b_sp), w_p AS (SELECT * FROM b_sp),
@@ -325,7 +327,7 @@ def _edge_sides(store: TelemetryStore, ctx: IncidentContext) -> None:
         FROM sides GROUP BY instance ORDER BY instance
         """,
         [
-            *([w.start_ns, w.end_ns, ctx.services, ctx.services] if scoped else []),
+            *([w.start_ns, w.end_ns, ctx.services] if scoped else []),
             *(list(column) for column in zip(*(key for key, _ in pairs), strict=True)),
             [base.median_ms for _, base in pairs],
             [base.mad_ms for _, base in pairs],
