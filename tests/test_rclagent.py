@@ -9,10 +9,11 @@ from tracehound.errors import BadInput
 from tracehound.methods.conformance import check_method, small_incident
 from tracehound.model import IncidentData, Labels
 from tracehound.rclagent import RclAgentMethod
+from tracehound.rclagent.context import EdgeBaseline, IncidentContext
 from tracehound.rclagent.evidence import EvidenceLedger
 from tracehound.rclagent.facts import fill_context, new_context
 from tracehound.rclagent.graph import build_graph, fetch_spans
-from tracehound.rclagent.tools import CRASH_PATTERN, edge_timing, span_timing
+from tracehound.rclagent.tools import CRASH_PATTERN, edge_surprise, edge_timing, span_timing
 from tracehound.simulate import generate_incident, generate_system
 from tracehound.store import TelemetryStore
 
@@ -202,7 +203,10 @@ def test_tools_return_exact_numbers() -> None:
     assert edge is not None
     assert edge.gap_ms == pytest.approx(102.0)
     assert edge.baseline_ms == pytest.approx(3.0)
-    assert edge.excess_ms == pytest.approx(102.0 - 8.0)
+    # slow calls of front's "call b" into "b op": none of 12 before, 4 of 4 now
+    assert ctx.edge_pairs[("front", "call b", "b", "b op")] == (4, 4)
+    assert ctx.edge_base[("front", "call b", "b", "b op")].slow == 0
+    assert edge.excess_ms == pytest.approx((102.0 - 8.0) * (1 - (0.5 / 13) / (4.5 / 5)))
     assert (edge.caller_instance, edge.callee_instance) == ("front-1", "b-1")
     # every call into b-1 was slow (4 of 4), and its calls out (4 of 4); half of
     # front-1's (4 of 8: those to b-1, not to a-1); shares are (slow + 0.5) / (calls + 1)
@@ -531,3 +535,72 @@ def test_graph_scope_without_a_request_examines_every_component() -> None:
     assert result.stats["requests_analysed"] == 0
     assert result.stats["scope"] == "incident"
     assert result.ranking.services[0].name == "db"
+
+
+def test_a_pair_slow_as_often_as_before_says_nothing_about_an_instance() -> None:
+    """`edge_surprise`: (p1 - p0) / p1 with a Jeffreys prior on each share."""
+    incident = small_incident().incident
+    ctx = IncidentContext(
+        incident=incident,
+        window=incident.window,
+        baseline=incident.window,
+        has_normal=False,
+        use_logs=True,
+        use_metrics=True,
+    )
+    pair = ("front", "call b", "b", "b op")
+    ctx.edge_base[pair] = EdgeBaseline(n=40, median_ms=2.0, mad_ms=0.5, slow=4)
+    assert edge_surprise(ctx, pair) == 1.0  # no window count: nothing to compare
+    ctx.edge_pairs[pair] = (4, 40)
+    assert edge_surprise(ctx, pair) == 0.0
+    ctx.edge_pairs[pair] = (40, 40)
+    assert edge_surprise(ctx, pair) == pytest.approx(1 - 4.5 / 40.5)
+    ctx.edge_pairs[pair] = (1, 40)
+    assert edge_surprise(ctx, pair) == 0.0  # slower less often than before
+
+
+def _fan_with_noise(b: Builder, trace: str, t_ms: float, gap_ms: float, noise_ms: float) -> None:
+    """`_fan`, with `noise_ms` of network time on front's call into a."""
+    b.span(trace, "r", None, "front-1", "GET /", t_ms, 20 + 2 * gap_ms + noise_ms)
+    b.span(trace, "fc", "r", "front-1", "call b", t_ms + 1, 16 + 2 * gap_ms)
+    b.span(trace, "bs", "fc", "b-1", "b op", t_ms + 2, 14 + gap_ms)
+    b.span(trace, "bc", "bs", "b-1", "call c", t_ms + 3, 10 + gap_ms)
+    b.span(trace, "cs", "bc", "c-1", "c op", t_ms + 4, 9)
+    b.span(trace, "fa", "r", "front-1", "call a", t_ms + 1, 3 + noise_ms)
+    b.span(trace, "as", "fa", "a-1", "a op", t_ms + 2, 2)
+
+
+def test_edge_time_on_a_pair_that_was_as_often_slow_before_is_not_blamed() -> None:
+    """A quarter of the calls into a were slow before the incident and are now: that
+    pair's slow calls carry no weight, and only b's delay is blamed on the network."""
+    b = Builder()
+    for k in range(40):
+        noise = 150.0 if k % 4 == 0 else 0.0
+        _fan_with_noise(b, f"n{k}", T0 / MS + 10_000 + k * 1000, 1.0, noise)
+    for k in range(8):
+        noise = 150.0 if k % 4 == 0 else 0.0
+        _fan_with_noise(b, f"s{k}", T0 / MS + 700_000 + k * 1000, 100.0, noise)
+    data = b.data(Labels(service="b", instance="b-1", fault_type="network"))
+    with TelemetryStore.from_incident(data) as store:
+        ctx = new_context(data.incident, store, use_logs=True, use_metrics=True)
+        fill_context(store, ctx, [f"s{k}" for k in range(8)])
+        result = RclAgentMethod().investigate(data.incident, store)
+    # 10 of 40 slow before, 2 of 8 now: (2.5/9 - 10.5/41) / (2.5/9)
+    assert edge_surprise(ctx, ("front", "call a", "a", "a op")) == pytest.approx(
+        1 - (10.5 / 41) / (2.5 / 9)
+    )
+    assert edge_surprise(ctx, ("front", "call b", "b", "b op")) == pytest.approx(
+        1 - (0.5 / 41) / (8.5 / 9)
+    )
+    assert result.ranking.instances[0].name == "b-1"
+    background = "calls of this pair were slow about as often before"
+    notes = {
+        n.summary.split(":")[0]: background in n.summary
+        for n in result.evidence_graph.nodes
+        if n.kind == "edge_timing"
+    }
+    assert notes == {
+        "call front-1 -> a-1": True,
+        "call front-1 -> b-1": False,
+        "call b-1 -> c-1": False,
+    }

@@ -56,6 +56,9 @@ class EdgeBaseline:
     n: int
     median_ms: float
     mad_ms: float
+    #: calls beyond the robust bound `tools.excess_ms` uses (the pair's background rate
+    #: of slow calls)
+    slow: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +161,9 @@ class IncidentContext:
     #: per instance, the share of its outgoing and of its incoming calls in the incident
     #: window whose client-minus-server time exceeds the baseline (see `facts._edge_sides`)
     edge_sides: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: per operation pair (as `edge_base`): calls in the incident window beyond the
+    #: bound, and calls
+    edge_pairs: dict[tuple[str, str, str, str], tuple[int, int]] = field(default_factory=dict)
 
     instance_metrics: dict[str, list[MetricShift]] = field(default_factory=dict)
     node_metrics: dict[str, list[MetricShift]] = field(default_factory=dict)

@@ -250,16 +250,25 @@ def _edge_baselines(store: TelemetryStore, ctx: IncidentContext, trace_ids: list
           JOIN w_p p ON p.sk = c.pk
           JOIN kids ON kids.pk = p.sk
           WHERE c.parent_span_id IS NOT NULL AND p.instance <> c.instance AND kids.k = 1),
-        m AS (SELECT ps, po, cs, co, median(g) AS mg FROM e GROUP BY ALL)
-        SELECT ps, po, cs, co, count(*) AS n, any_value(mg) AS mg, median(abs(g - mg)) AS mad
-        FROM e JOIN m USING (ps, po, cs, co) GROUP BY ALL
+        m AS (SELECT ps, po, cs, co, median(g) AS mg FROM e GROUP BY ALL),
+        md AS (SELECT ps, po, cs, co, count(*) AS n, any_value(mg) AS mg,
+                      median(abs(g - mg)) AS mad
+               FROM e JOIN m USING (ps, po, cs, co) GROUP BY ALL)
+        SELECT md.ps, md.po, md.cs, md.co, any_value(md.n) AS n, any_value(md.mg) AS mg,
+               any_value(md.mad) AS mad,
+               count(*) FILTER (WHERE e.g > greatest(md.mg + ? * 1.4826 * md.mad,
+                                                     md.mg * (1 + ?), md.mg + ?)) AS slow
+        FROM md JOIN e USING (ps, po, cs, co) GROUP BY md.ps, md.po, md.cs, md.co
         """,
-        params,
+        [*params, MAD_K, RELATIVE_FLOOR, EDGE_FLOOR_MS],
     )
     del trace_ids  # edges are few; all pairs of the baseline are kept
     ctx.edge_base = {
         (r["ps"], r["po"], r["cs"], r["co"]): EdgeBaseline(
-            n=int(r["n"]), median_ms=float(r["mg"]), mad_ms=float(r["mad"])
+            n=int(r["n"]),
+            median_ms=float(r["mg"]),
+            mad_ms=float(r["mad"]),
+            slow=int(r["slow"]),
         )
         for r in found
     }
@@ -309,7 +318,8 @@ def _edge_sides(store: TelemetryStore, ctx: IncidentContext) -> None:
         c AS ({c_sql}),
         k AS ({k_sql}),
         ix AS (
-          SELECT p.instance AS pi, c.instance AS ci,
+          SELECT p.instance AS pi, c.instance AS ci, p.service AS ps, p.operation AS po,
+                 c.service AS cs, c.operation AS co,
                  CASE WHEN (p.duration_ns - c.duration_ns) / {NS_PER_MS}
                            > greatest(bs.mg + ? * 1.4826 * bs.mad, bs.mg * (1 + ?), bs.mg + ?)
                       THEN 1 ELSE 0 END AS slow
@@ -322,9 +332,12 @@ def _edge_sides(store: TelemetryStore, ctx: IncidentContext) -> None:
           WHERE k.k = 1 AND p.instance <> c.instance),
         sides AS (SELECT pi AS instance, slow AS os, 1 AS o, 0 AS isl, 0 AS i FROM ix
                   UNION ALL SELECT ci, 0, 0, slow, 1 FROM ix)
-        SELECT instance, sum(os) AS slow_out, sum(o) AS n_out, sum(isl) AS slow_in,
-               sum(i) AS n_in
-        FROM sides GROUP BY instance ORDER BY instance
+        SELECT 'side' AS kind, instance, NULL AS ps, NULL AS po, NULL AS cs, NULL AS co,
+               sum(os) AS slow_out, sum(o) AS n_out, sum(isl) AS slow_in, sum(i) AS n_in
+        FROM sides GROUP BY instance
+        UNION ALL
+        SELECT 'pair', NULL, ps, po, cs, co, sum(slow), count(*), 0, 0 FROM ix GROUP BY ALL
+        ORDER BY kind, instance, ps, po, cs, co
         """,
         [
             *([w.start_ns, w.end_ns, ctx.services] if scoped else []),
@@ -348,6 +361,12 @@ def _edge_sides(store: TelemetryStore, ctx: IncidentContext) -> None:
             share(int(r["slow_in"]), int(r["n_in"])),
         )
         for r in found
+        if r["kind"] == "side"
+    }
+    ctx.edge_pairs = {
+        (r["ps"], r["po"], r["cs"], r["co"]): (int(r["slow_out"]), int(r["n_out"]))
+        for r in found
+        if r["kind"] == "pair"
     }
 
 
