@@ -223,7 +223,8 @@ def _operation_baselines(store: TelemetryStore, ctx: IncidentContext, trace_ids:
 
 
 def _edge_baselines(store: TelemetryStore, ctx: IncidentContext, trace_ids: list[str]) -> None:
-    """Client-minus-server time of single-child cross-instance calls, per operation pair.
+    """Client-minus-server time of single-child cross-instance calls, per operation pair:
+    median, MAD, calls, and calls beyond the bound `tools.excess_ms` uses (`slow`).
 
     All pairs of the baseline window are kept (they are few); `trace_ids` is unused.
     """
@@ -289,7 +290,9 @@ def _edge_sides(store: TelemetryStore, ctx: IncidentContext) -> None:
     per-pair baselines it reuses); it is slow when its client-minus-server time exceeds
     the bound `tools.excess_ms` uses. Network trouble at an instance slows every call into
     (or out of) it while its peers' other calls stay normal, so these shares tell which
-    end of a slow call the delay belongs to (`tools.edge_timing`).
+    end of a slow call the delay belongs to (`tools.edge_timing`). Also per operation
+    pair: its slow calls and calls in the window (`ctx.edge_pairs`), against which
+    `tools.edge_surprise` weighs a slow call.
     """
     if not ctx.edge_base:
         return
