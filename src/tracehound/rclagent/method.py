@@ -146,13 +146,9 @@ class RclAgentMethod(Method):
         """Run the whole pipeline and explain the answer."""
         started = time.perf_counter()
         kind = self._reasoner_kind()
-        if self.scope not in SCOPES:
-            raise BadInput(
-                f"rclagent has no scope {self.scope!r}",
-                column="scope",
-                expected=", ".join(SCOPES),
-                hint="Use --param scope=incident (the default) or --param scope=graph.",
-            )
+        _choice(
+            "scope", self.scope, SCOPES, "Use --param scope=incident (the default) or scope=graph."
+        )
         self.check_inputs(incident, store)
         if is_agent_run(incident):
             return self._run_steps(incident, store, kind, started)
@@ -274,14 +270,12 @@ class RclAgentMethod(Method):
 
     def _reasoner_kind(self) -> str:
         """The ``reasoner`` parameter, checked."""
-        if self.reasoner not in REASONERS:
-            raise BadInput(
-                f"rclagent has no reasoner {self.reasoner!r}",
-                column="reasoner",
-                expected=", ".join(REASONERS),
-                hint="Choose one with --reasoner (or --param reasoner=NAME).",
-            )
-        return self.reasoner
+        return _choice(
+            "reasoner",
+            self.reasoner,
+            REASONERS,
+            "Choose one with --reasoner (or --param reasoner=NAME).",
+        )
 
     def _model_reasoner(
         self, kind: str, session: LLMSession, rules: RuleReasoner
@@ -295,6 +289,18 @@ class RclAgentMethod(Method):
         if kind == "hybrid":
             return HybridReasoner(session, rules, tool_choice=tool_choice)
         return LLMReasoner(session, rules, tool_choice=tool_choice)
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...], hint: str) -> str:
+    """`value` of the parameter `name` if it is one of `allowed`, else `BadInput`."""
+    if value not in allowed:
+        raise BadInput(
+            f"rclagent has no {name} {value!r}",
+            column=name,
+            expected=", ".join(allowed),
+            hint=hint,
+        )
+    return value
 
 
 def _badness(ctx: IncidentContext) -> Callable[[SpanRow], float]:
