@@ -209,14 +209,20 @@ def test_tools_return_exact_numbers() -> None:
     assert edge.excess_ms == pytest.approx((102.0 - 8.0) * (1 - (0.5 / 13) / (4.5 / 5)))
     assert (edge.caller_instance, edge.callee_instance) == ("front-1", "b-1")
     # every call into b-1 was slow (4 of 4), and its calls out (4 of 4); half of
-    # front-1's (4 of 8: those to b-1, not to a-1); shares are (slow + 0.5) / (calls + 1)
-    assert ctx.edge_sides == {
-        "front-1": (0.5, 0.5),
-        "b-1": (0.9, 0.9),
-        "c-1": (0.5, 0.9),
+    # front-1's (4 of 8: those to b-1, not to a-1); shares are (slow + 0.5) / (calls + 1),
+    # each slow call counted at its pair's surprise (none of 12 slow before, 4 of 4 now)
+    surprise = 1 - (0.5 / 13) / (4.5 / 5)
+    slow = (4 * surprise + 0.5) / 5
+    expected = {
+        "front-1": ((4 * surprise + 0.5) / 9, 0.5),
+        "b-1": (slow, slow),
+        "c-1": (0.5, slow),
         "a-1": (0.5, 0.1),
     }
-    assert edge.callee_share == pytest.approx(0.9 / 1.4)
+    assert sorted(ctx.edge_sides) == sorted(expected)
+    for instance, shares in expected.items():
+        assert ctx.edge_sides[instance] == pytest.approx(shares)
+    assert edge.callee_share == pytest.approx(slow / (slow + (4 * surprise + 0.5) / 9))
     assert graph.nodes["fc"].is_client and not graph.nodes["bs"].is_client
     assert {e.id for e in ledger.graph().nodes} == {timing.evidence, edge.evidence}
 
@@ -586,9 +592,10 @@ def test_edge_time_on_a_pair_that_was_as_often_slow_before_is_not_blamed() -> No
         fill_context(store, ctx, [f"s{k}" for k in range(8)])
         result = RclAgentMethod().investigate(data.incident, store)
     # 10 of 40 slow before, 2 of 8 now: (2.5/9 - 10.5/41) / (2.5/9)
-    assert edge_surprise(ctx, ("front", "call a", "a", "a op")) == pytest.approx(
-        1 - (10.5 / 41) / (2.5 / 9)
-    )
+    noise = 1 - (10.5 / 41) / (2.5 / 9)
+    assert edge_surprise(ctx, ("front", "call a", "a", "a op")) == pytest.approx(noise)
+    # a-1's two slow incoming calls count at that weight in its share of slow calls
+    assert ctx.edge_sides["a-1"][1] == pytest.approx((2 * noise + 0.5) / 9)
     assert edge_surprise(ctx, ("front", "call b", "b", "b op")) == pytest.approx(
         1 - (0.5 / 41) / (8.5 / 9)
     )

@@ -34,7 +34,13 @@ from tracehound.rclagent.context import (
     unlinked_margin,
     wide_silence,
 )
-from tracehound.rclagent.tools import CRASH_PATTERN, EDGE_FLOOR_MS, MAD_K, RELATIVE_FLOOR
+from tracehound.rclagent.tools import (
+    CRASH_PATTERN,
+    EDGE_FLOOR_MS,
+    MAD_K,
+    RELATIVE_FLOOR,
+    edge_surprise,
+)
 from tracehound.store import TelemetryStore
 
 _INT64_MIN = -(2**63)
@@ -292,7 +298,8 @@ def _edge_sides(store: TelemetryStore, ctx: IncidentContext) -> None:
     (or out of) it while its peers' other calls stay normal, so these shares tell which
     end of a slow call the delay belongs to (`tools.edge_timing`). Also per operation
     pair: its slow calls and calls in the window (`ctx.edge_pairs`), against which
-    `tools.edge_surprise` weighs a slow call.
+    `tools.edge_surprise` weighs a slow call; in the shares a slow call counts at that
+    weight, so a pair that is slow now and then anyway does not make its ends look slow.
     """
     if not ctx.edge_base:
         return
@@ -333,14 +340,8 @@ def _edge_sides(store: TelemetryStore, ctx: IncidentContext) -> None:
           JOIN bs ON bs.ps = p.service AND bs.po = p.operation AND bs.cs = c.service
                  AND bs.co = c.operation
           WHERE k.k = 1 AND p.instance <> c.instance),
-        sides AS (SELECT pi AS instance, slow AS os, 1 AS o, 0 AS isl, 0 AS i FROM ix
-                  UNION ALL SELECT ci, 0, 0, slow, 1 FROM ix)
-        SELECT 'side' AS kind, instance, NULL AS ps, NULL AS po, NULL AS cs, NULL AS co,
-               sum(os) AS slow_out, sum(o) AS n_out, sum(isl) AS slow_in, sum(i) AS n_in
-        FROM sides GROUP BY instance
-        UNION ALL
-        SELECT 'pair', NULL, ps, po, cs, co, sum(slow), count(*), 0, 0 FROM ix GROUP BY ALL
-        ORDER BY kind, instance, ps, po, cs, co
+        SELECT pi, ci, ps, po, cs, co, sum(slow) AS slow, count(*) AS n
+        FROM ix GROUP BY ALL ORDER BY pi, ci, ps, po, cs, co
         """,
         [
             *([w.start_ns, w.end_ns, ctx.services] if scoped else []),
@@ -355,21 +356,28 @@ def _edge_sides(store: TelemetryStore, ctx: IncidentContext) -> None:
         ],
     )
 
-    def share(slow: int, n: int) -> float:
+    counts: dict[tuple[str, str, str, str], tuple[int, int]] = {}
+    for r in found:
+        key = (r["ps"], r["po"], r["cs"], r["co"])
+        slow, n = counts.get(key, (0, 0))
+        counts[key] = (slow + int(r["slow"]), n + int(r["n"]))
+    ctx.edge_pairs = counts
+    # a slow call counts for its ends as much as its pair's slowness is new
+    # (`tools.edge_surprise`): chance-slow pairs do not make an instance look slow
+    sides: dict[str, list[float]] = {}
+    for r in found:
+        weighted = int(r["slow"]) * edge_surprise(ctx, (r["ps"], r["po"], r["cs"], r["co"]))
+        out, into = sides.setdefault(r["pi"], [0.0] * 4), sides.setdefault(r["ci"], [0.0] * 4)
+        out[0] += weighted
+        out[1] += int(r["n"])
+        into[2] += weighted
+        into[3] += int(r["n"])
+
+    def share(slow: float, n: float) -> float:
         return (slow + EDGE_SIDE_PRIOR / 2) / (n + EDGE_SIDE_PRIOR)
 
     ctx.edge_sides = {
-        r["instance"]: (
-            share(int(r["slow_out"]), int(r["n_out"])),
-            share(int(r["slow_in"]), int(r["n_in"])),
-        )
-        for r in found
-        if r["kind"] == "side"
-    }
-    ctx.edge_pairs = {
-        (r["ps"], r["po"], r["cs"], r["co"]): (int(r["slow_out"]), int(r["n_out"]))
-        for r in found
-        if r["kind"] == "pair"
+        instance: (share(v[0], v[1]), share(v[2], v[3])) for instance, v in sorted(sides.items())
     }
 
 
