@@ -578,7 +578,8 @@ def _fan_with_noise(b: Builder, trace: str, t_ms: float, gap_ms: float, noise_ms
 
 def test_edge_time_on_a_pair_that_was_as_often_slow_before_is_not_blamed() -> None:
     """A quarter of the calls into a were slow before the incident and are now: that
-    pair's slow calls carry no weight, and only b's delay is blamed on the network."""
+    pair's slow calls carry little weight (0.08, the priors' doing), the evidence says
+    why, and b's delay is what the network is blamed for."""
     b = Builder()
     for k in range(40):
         noise = 150.0 if k % 4 == 0 else 0.0
