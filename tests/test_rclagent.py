@@ -501,6 +501,7 @@ def test_graph_scope_examines_only_the_services_of_the_analysed_requests() -> No
     assert sorted(c.name for c in wide.ranking.services) == ["db", "front", "mid", "other"]
     assert sorted(c.name for c in graph.ranking.services) == ["db", "front", "mid"]
     assert (wide.stats["scope"], graph.stats["scope"]) == ("incident", "graph")
+    assert (wide.stats["services_examined"], graph.stats["services_examined"]) == (4, 3)
     assert graph.ranking.services[0].name == "db"
     assert graph.ranking.instances[0].name == "db-1"
     assert graph.fault_type == "error"

@@ -218,6 +218,7 @@ class RclAgentMethod(Method):
             "spans_truncated": sum(a.graph.truncated for a in analyses),
             "baseline": "normal window" if ctx.has_normal else "incident window (robust)",
             "scope": "graph" if ctx.graph_scope else "incident",
+            "services_examined": len(ctx.services),
             "wall_time_s": round(time.perf_counter() - started, 4),
         }
         return build_investigation(
