@@ -108,14 +108,15 @@ def test_leaf_error_logs_blame_the_leaf() -> None:
     assert result.modalities == ["traces", "logs"]
 
 
-def _fan(b: Builder, trace: str, t_ms: float, gap_ms: float) -> None:
-    """front calls b, b calls c; `gap_ms` of network time on each call touching b."""
-    b.span(trace, "r", None, "front-1", "GET /", t_ms, 20 + 2 * gap_ms)
+def _fan(b: Builder, trace: str, t_ms: float, gap_ms: float, noise_ms: float = 0.0) -> None:
+    """front calls b, b calls c; `gap_ms` of network time on each call touching b, and
+    `noise_ms` on front's call into a."""
+    b.span(trace, "r", None, "front-1", "GET /", t_ms, 20 + 2 * gap_ms + noise_ms)
     b.span(trace, "fc", "r", "front-1", "call b", t_ms + 1, 16 + 2 * gap_ms)
     b.span(trace, "bs", "fc", "b-1", "b op", t_ms + 2, 14 + gap_ms)
     b.span(trace, "bc", "bs", "b-1", "call c", t_ms + 3, 10 + gap_ms)
     b.span(trace, "cs", "bc", "c-1", "c op", t_ms + 4, 9)
-    b.span(trace, "fa", "r", "front-1", "call a", t_ms + 1, 3)
+    b.span(trace, "fa", "r", "front-1", "call a", t_ms + 1, 3 + noise_ms)
     b.span(trace, "as", "fa", "a-1", "a op", t_ms + 2, 2)
 
 
@@ -566,17 +567,6 @@ def test_a_pair_slow_as_often_as_before_says_nothing_about_an_instance() -> None
     assert edge_surprise(ctx, pair) == 0.0  # slower less often than before
 
 
-def _fan_with_noise(b: Builder, trace: str, t_ms: float, gap_ms: float, noise_ms: float) -> None:
-    """`_fan`, with `noise_ms` of network time on front's call into a."""
-    b.span(trace, "r", None, "front-1", "GET /", t_ms, 20 + 2 * gap_ms + noise_ms)
-    b.span(trace, "fc", "r", "front-1", "call b", t_ms + 1, 16 + 2 * gap_ms)
-    b.span(trace, "bs", "fc", "b-1", "b op", t_ms + 2, 14 + gap_ms)
-    b.span(trace, "bc", "bs", "b-1", "call c", t_ms + 3, 10 + gap_ms)
-    b.span(trace, "cs", "bc", "c-1", "c op", t_ms + 4, 9)
-    b.span(trace, "fa", "r", "front-1", "call a", t_ms + 1, 3 + noise_ms)
-    b.span(trace, "as", "fa", "a-1", "a op", t_ms + 2, 2)
-
-
 def test_edge_time_on_a_pair_that_was_as_often_slow_before_is_not_blamed() -> None:
     """A quarter of the calls into a were slow before the incident and are now: that
     pair's slow calls carry little weight (0.08, the priors' doing), the evidence says
@@ -584,10 +574,10 @@ def test_edge_time_on_a_pair_that_was_as_often_slow_before_is_not_blamed() -> No
     b = Builder()
     for k in range(40):
         noise = 150.0 if k % 4 == 0 else 0.0
-        _fan_with_noise(b, f"n{k}", T0 / MS + 10_000 + k * 1000, 1.0, noise)
+        _fan(b, f"n{k}", T0 / MS + 10_000 + k * 1000, 1.0, noise)
     for k in range(8):
         noise = 150.0 if k % 4 == 0 else 0.0
-        _fan_with_noise(b, f"s{k}", T0 / MS + 700_000 + k * 1000, 100.0, noise)
+        _fan(b, f"s{k}", T0 / MS + 700_000 + k * 1000, 100.0, noise)
     data = b.data(Labels(service="b", instance="b-1", fault_type="network"))
     with TelemetryStore.from_incident(data) as store:
         ctx = new_context(data.incident, store, use_logs=True, use_metrics=True)
