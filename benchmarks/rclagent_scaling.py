@@ -54,6 +54,8 @@ from tracehound.tables import from_columns
 STAGES: tuple[tuple[Any, str, str], ...] = (
     (method_module, "new_context", "context"),
     (method_module, "select_requests", "select"),
+    (method_module, "sample_threshold", "rate"),
+    (TelemetryStore, "sample", "sample"),
     (method_module, "set_scope", "scope"),
     (facts_module, "_operation_baselines", "op_base"),
     (facts_module, "_edge_baselines", "edge_base"),

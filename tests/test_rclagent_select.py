@@ -9,7 +9,8 @@ from handmade import SECOND, T0, Builder
 from tracehound.model import Labels
 from tracehound.rclagent.context import UNLINKED_SHARE
 from tracehound.rclagent.facts import fill_context, new_context
-from tracehound.rclagent.select import _diverse, _Root, _scored_roots
+from tracehound.rclagent.select import _diverse, _Root, _scored_roots, select_requests
+from tracehound.simulate import generate_incident, generate_system
 from tracehound.store import TelemetryStore
 
 T0_MS = T0 // 1_000_000
@@ -147,3 +148,35 @@ def test_lines_without_a_trace_id_count_for_the_requests_running_on_their_instan
     ]
     assert lines[0].weight == pytest.approx(0.75 * UNLINKED_SHARE)
     assert ("x", "r") not in ctx.span_logs  # gw-1 wrote nothing
+
+
+@pytest.mark.parametrize("fault", ["error", "latency", "unavailable"])
+def test_the_pruned_scoring_selects_what_scoring_every_root_selects(fault: str) -> None:
+    """`select_requests` reads only the roots `_diverse` could take; choosing from every
+    scored root picks the same requests, in the same order."""
+    data = generate_incident(
+        generate_system(20, 5), index=1, seed=5, fault_type=fault, target_spans=3000
+    )
+    with TelemetryStore.from_incident(data) as store:
+        ctx = new_context(data.incident, store, use_logs=True, use_metrics=False)
+        every = _scored_roots(store, ctx)
+        picked = select_requests(store, ctx, 3)
+    anomalous = [r for r in every if r.score > 0]
+    assert len(anomalous) > 3
+    assert [p.trace_id for p in picked] == [r.trace_id for r in _diverse(anomalous, 3)]
+
+
+def test_without_an_anomalous_root_the_slowest_against_their_type_are_chosen() -> None:
+    b = Builder()
+    for k in range(30):
+        for t in (T0_MS + 10 * SECOND_MS, T0_MS + 610 * SECOND_MS):
+            b.span(f"{t}-{k}", "a", None, "api-1", "GET /", t + k * 1000, 50 + k % 7)
+    data = b.data(Labels(service="api"))
+    with TelemetryStore.from_incident(data) as store:
+        ctx = new_context(data.incident, store, use_logs=False, use_metrics=False)
+        every = _scored_roots(store, ctx)
+        picked = select_requests(store, ctx, 4)
+    assert not [r for r in every if r.score > 0]
+    slowest = sorted(every, key=lambda r: (-r.signature_excess, r.trace_id))[:4]
+    assert [p.trace_id for p in picked] == [r.trace_id for r in slowest]
+    assert all(p.reason.startswith("no anomalous request") for p in picked)

@@ -34,6 +34,12 @@ def _incident(filler_ops: int) -> IncidentData:
             b.span(trace, "s", None, "a-1", "work", at, 10)
             if k < writes:
                 b.log(trace, "s", "a-1", "INFO", "work: wrote the ledger", at + 5)
+    _add_fillers(b, filler_ops)
+    return b.data(Labels(service="a"))
+
+
+def _add_fillers(b: Builder, filler_ops: int) -> None:
+    """`filler_ops` operations of f-1 (10 + 5 spans each), 20 steady lines in each span."""
     for op in range(filler_ops):
         for window, (start, count) in enumerate(((T0_MS, 10), (T0_MS + 600 * SECOND_MS, 5))):
             for k in range(count):
@@ -43,7 +49,6 @@ def _incident(filler_ops: int) -> IncidentData:
                     b.log(
                         trace, "s", "f-1", "INFO", f"op {_word(op)}: step {_word(t)} done", at + 5
                     )
-    return b.data(Labels(service="a"))
 
 
 def _silenced(filler_ops: int) -> list[tuple[str, str, str]]:
@@ -100,3 +105,33 @@ def test_lines_without_trace_ids_fall_silent_against_their_writers_traffic() -> 
     ]
     assert found[0][3] == pytest.approx(0.9)
     assert roots["x1-0"].silence == roots["x1-5"].silence == pytest.approx(0.9 * UNLINKED_SHARE)
+
+
+def _complete_drop(filler_ops: int) -> IncidentData:
+    """a-1's `work` writes "wrote the ledger" in 7 of 12 normal-window spans and in none
+    of 5 incident-window spans (z = 2.23); fillers as in `_incident`."""
+    b = Builder()
+    for window, (start, count, writes) in enumerate(
+        ((T0_MS, 12, 7), (T0_MS + 600 * SECOND_MS, 5, 0))
+    ):
+        for k in range(count):
+            trace, at = f"a{window}-{k}", start + (k + 1) * 10 * SECOND_MS
+            b.span(trace, "s", None, "a-1", "work", at, 10)
+            if k < writes:
+                b.log(trace, "s", "a-1", "INFO", "work: wrote the ledger", at + 5)
+    _add_fillers(b, filler_ops)
+    return b.data(Labels(service="a"))
+
+
+def test_a_complete_drop_over_few_spans_is_held_to_the_bound_in_a_sample() -> None:
+    """Read whole, a line gone from every incident span needs only z >= 2 (2.23 here);
+    over a sample of traces (`IncidentContext.sampled`) it must clear the bound for the
+    101 rows tested (z ~ 3.4) like a partial drop, and does not."""
+    data = _complete_drop(5)
+    found = []
+    for sampled in (False, True):
+        with TelemetryStore.from_incident(data) as store:
+            ctx = new_context(data.incident, store, use_logs=True, use_metrics=False)
+            ctx.sampled = sampled
+            found.append([(i, o, t) for i, o, t, _ in wide_silence(store, ctx)])
+    assert found == [[("a-1", "work", "work: wrote the ledger")], []]

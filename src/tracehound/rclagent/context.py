@@ -185,6 +185,12 @@ class IncidentContext:
     #: spans all instances started in the incident and baseline windows, when `activity`
     #: holds only the scope's instances
     activity_total: tuple[int, int] | None = None
+    #: the facts about spans and lines are computed over a sample of traces
+    #: (`rclagent.sample`): a line gone completely from an operation's spans is then
+    #: held to the incident-wide scans' multiple-testing bound like a partial drop
+    #: (`silence_cte`), as the sample's few spans per operation make a complete drop
+    #: far likelier by chance
+    sampled: bool = False
 
     _callees: dict[tuple[str, str], tuple[str, ...]] | None = None
 
@@ -327,7 +333,8 @@ def silence_cte(name: str = "sil", scope: str | None = None) -> str:
     {name} AS (
       SELECT *, rel * least(1.0, z / ?) * late AS strength FROM {name}_z
       WHERE drop > 0 AND rel >= ? AND z >= CASE WHEN inc_share = 0 THEN ? ELSE ? END
-        AND (inc_share = 0 OR ? = 0 OR z * z / 2 + ln(z * 2.5066282746) >= ln(tests / ?)))
+        AND ((inc_share = 0 AND ? = 0) OR ? = 0
+             OR z * z / 2 + ln(z * 2.5066282746) >= ln(tests / ?)))
     """
 
 
@@ -347,7 +354,9 @@ SILENCE_Z_FULL = 3.0
 #: operation and template of every instance and so need a multiple-testing margin
 #: (p ~ 0.001, a Bonferroni bound for about 50 tests at 0.05). A line that vanished
 #: completely needs only `SILENCE_Z_SPAN` everywhere: a code path cut short silences
-#: its lines in every request, while chance and a changed request mix merely thin them.
+#: its lines in every request, while chance and a changed request mix merely thin them
+#: (over a sample of traces, `IncidentContext.sampled`, incident-wide scans hold it to
+#: their bound too: a sample's few spans per operation can lose a line by chance).
 SILENCE_Z_SPAN = 2.0
 SILENCE_Z_WIDE = 3.1
 #: Family-wise error of the incident-wide scan: a partial drop must also clear the
@@ -371,6 +380,7 @@ def silence_params(ctx: IncidentContext, z_min: float, *, per_test: bool = False
         SILENCE_REL,
         SILENCE_Z_SPAN,
         z_min,
+        1 if ctx.sampled else 0,
         1 if per_test else 0,
         SILENCE_ALPHA,
     ]
@@ -526,7 +536,7 @@ z AS (
   FROM e)
 SELECT instance, tpl, rel * least(1.0, z / ?) AS strength FROM z
 WHERE rel >= ? AND z >= CASE WHEN ki = 0 THEN ? ELSE ? END
-  AND (ki = 0 OR z * z / 2 + ln(z * 2.5066282746) >= ln(tests / ?))
+  AND ((ki = 0 AND ? = 0) OR z * z / 2 + ln(z * 2.5066282746) >= ln(tests / ?))
 ORDER BY instance, tpl
 """
 
@@ -563,7 +573,8 @@ def _instance_silence(
             list(ctx.scope or ()),
             *(w.start_ns, w.end_ns, b.start_ns, b.end_ns, margin, margin),
             *(w.start_ns, w.end_ns, b.start_ns, b.end_ns, SILENCE_MIN_SHARE),
-            *(SILENCE_Z_FULL, SILENCE_REL, SILENCE_Z_SPAN, SILENCE_Z_WIDE, SILENCE_ALPHA),
+            *(SILENCE_Z_FULL, SILENCE_REL, SILENCE_Z_SPAN, SILENCE_Z_WIDE),
+            *(1 if ctx.sampled else 0, SILENCE_ALPHA),
         ],
     )
     return [(r["instance"], ANY_OPERATION, r["tpl"], float(r["strength"])) for r in found]

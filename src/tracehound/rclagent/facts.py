@@ -103,32 +103,52 @@ def new_context(
     return ctx
 
 
-_NAMES_SQL = """
-SELECT service, instance FROM (
-  SELECT DISTINCT service, instance FROM spans WHERE {within}
-  UNION SELECT DISTINCT service, instance FROM logs WHERE {within}
-  UNION SELECT DISTINCT service, instance FROM metrics WHERE {within})
-WHERE service IS NOT NULL AND service <> '' ORDER BY service, instance
-"""
-
-
-def _set_names(store: TelemetryStore, ctx: IncidentContext, services: list[str] | None) -> None:
-    """Candidate services and instances: every one, or those of `services`."""
-    within = "service IN (SELECT unnest(?::VARCHAR[]))" if services is not None else "true"
-    names = rows(
-        store, _NAMES_SQL.format(within=within), [services] * 3 if services is not None else []
+def _names_sql(tables: tuple[str, ...], within: str) -> str:
+    """The distinct (service, instance) pairs the tables name (rows matching `within`)."""
+    parts = " UNION ".join(
+        f"SELECT DISTINCT service, instance FROM {table} WHERE {within}" for table in tables
     )
+    return (
+        f"SELECT service, instance FROM ({parts}) "
+        "WHERE service IS NOT NULL AND service <> '' ORDER BY service, instance"
+    )
+
+
+def _set_names(
+    store: TelemetryStore,
+    ctx: IncidentContext,
+    services: list[str] | None,
+    sample: TelemetryStore | None = None,
+) -> None:
+    """Candidate services and instances: every one, or those of `services`; with a
+    `sample` (`TelemetryStore.sample`), those its spans and lines name and those the
+    store's metric series name."""
+    within = "service IN (SELECT unnest(?::VARCHAR[]))" if services is not None else "true"
+    params = [services] if services is not None else []
+    if sample is None or sample is store:
+        names = rows(store, _names_sql(("spans", "logs", "metrics"), within), params * 3)
+    else:
+        names = rows(sample, _names_sql(("spans", "logs"), within), params * 2)
+        names += rows(store, _names_sql(("metrics",), within), params)
+        names.sort(key=lambda r: (r["service"], r["instance"] is None, r["instance"] or ""))
     ctx.services = sorted({r["service"] for r in names})
     ctx.instances = sorted({r["instance"] for r in names if r["instance"]})
     ctx.instance_service = {r["instance"]: r["service"] for r in names if r["instance"]}
 
 
-def set_scope(store: TelemetryStore, ctx: IncidentContext, trace_ids: list[str]) -> None:
+def set_scope(
+    store: TelemetryStore,
+    ctx: IncidentContext,
+    trace_ids: list[str],
+    sample: TelemetryStore | None = None,
+) -> None:
     """With `graph_scope`: examine the services with a span in the analysed requests and
     the services their spans called in the baseline window (a callee that stopped
     serving has no span in them), and every instance of these (a replica the requests
     missed may be the one at fault). Without a request there is no graph to follow:
-    every component is examined, as with the incident scope."""
+    every component is examined, as with the incident scope. Spans and lines are read
+    from `sample` when one is given (`fill_context`), metric series from `store`."""
+    sample = sample or store
     if not trace_ids:
         ctx.graph_scope = False
         _set_names(store, ctx, None)
@@ -136,7 +156,7 @@ def set_scope(store: TelemetryStore, ctx: IncidentContext, trace_ids: list[str])
         return
     b = ctx.baseline
     found = rows(
-        store,
+        sample,
         """
         WITH g AS (SELECT DISTINCT service FROM spans WHERE trace_id IN (SELECT unnest(?))),
         p AS (SELECT sk FROM spans WHERE start_ns >= ? AND start_ns < ?
@@ -148,24 +168,34 @@ def set_scope(store: TelemetryStore, ctx: IncidentContext, trace_ids: list[str])
         """,
         [trace_ids, b.start_ns, b.end_ns, b.start_ns, b.end_ns],
     )
-    _set_names(store, ctx, [r["service"] for r in found])
+    _set_names(store, ctx, [r["service"] for r in found], sample)
     ctx.scope = tuple(ctx.instances)
     ctx.wide_silence = None  # computed again, for the scope
 
 
-def fill_context(store: TelemetryStore, ctx: IncidentContext, trace_ids: list[str]) -> None:
-    """Add baselines, logs, activity and metric shifts for the selected traces."""
+def fill_context(
+    store: TelemetryStore,
+    ctx: IncidentContext,
+    trace_ids: list[str],
+    sample: TelemetryStore | None = None,
+) -> None:
+    """Add baselines, logs, activity and metric shifts for the selected traces.
+
+    With a `sample` of the store's traces (`rclagent.sample`, holding `trace_ids`), the
+    facts about spans and lines are computed over it and the metric shifts over `store`.
+    """
+    spans = sample or store
     if trace_ids:
-        _operation_baselines(store, ctx, trace_ids)
-        _edge_baselines(store, ctx, trace_ids)
-        _edge_sides(store, ctx)
-        _activity(store, ctx)
+        _operation_baselines(spans, ctx, trace_ids)
+        _edge_baselines(spans, ctx, trace_ids)
+        _edge_sides(spans, ctx)
+        _activity(spans, ctx)
         if ctx.use_logs:
-            _span_logs(store, ctx, trace_ids)
-            _usual_templates(store, ctx, trace_ids)
+            _span_logs(spans, ctx, trace_ids)
+            _usual_templates(spans, ctx, trace_ids)
     if ctx.use_metrics:
         _metric_shifts(store, ctx)
-    _instance_evidence(store, ctx)
+    _instance_evidence(spans, ctx)
 
 
 #: With a scope: the baseline spans of the selected traces' operations (started in the

@@ -32,6 +32,12 @@ Parameters (keyword-only; `__init__` only stores them):
   requests chosen without the whole system's silences, so that the cost does not follow
   the number of services; a fault outside those services cannot be ranked
   (docs/rclagent.md, "Scope").
+- ``max_traces`` (1,000): requests per window that the facts about spans and log lines
+  read whole; above it, in either window, they are computed over a sample of whole
+  traces drawn by trace-id hash, the analysed requests' traces always included
+  (`rclagent.sample`), so that their cost stops following the system's traffic. The
+  requests are still chosen from every request of the window; warning and error lines
+  and metric series are read whole. 0 reads every trace.
 - ``workers`` (4): agent threads.
 - ``reasoner`` ("rule"): who reasons in phases 1, 2 and 5: ``"rule"`` (the deterministic
   rule reasoner), ``"llm"`` (a model, with the rules as ground and fallback) or
@@ -74,6 +80,7 @@ from tracehound.rclagent.graph import SpanRow, build_graph, fetch_spans
 from tracehound.rclagent.metrics_only import metrics_ranking
 from tracehound.rclagent.reasoner import Reasoner, SuspectScore, Toolbox
 from tracehound.rclagent.rules import RuleReasoner, RuleWeights
+from tracehound.rclagent.sample import MAX_TRACES, sample_rate, sample_threshold
 from tracehound.rclagent.select import select_requests
 from tracehound.rclagent.steps import StepRuleReasoner, investigate_run, is_agent_run
 from tracehound.rclagent.synthesis import build_investigation, rank_suspects
@@ -113,6 +120,7 @@ class RclAgentMethod(Method):
         use_metrics: bool = True,
         workers: int = 4,
         scope: str = "incident",
+        max_traces: int = MAX_TRACES,
         reasoner: str = "rule",
         llm: str | None = None,
         llm_model: str | None = None,
@@ -130,6 +138,7 @@ class RclAgentMethod(Method):
         self.use_metrics = use_metrics
         self.workers = workers
         self.scope = scope
+        self.max_traces = max_traces
         self.reasoner = reasoner
         self.llm = llm
         self.llm_model = llm_model
@@ -184,9 +193,17 @@ class RclAgentMethod(Method):
             limit = 1 if self.single_request else max(1, self.max_requests)
             requests = select_requests(store, ctx, limit)
             trace_ids = sorted({r.trace_id for r in requests})
-            if ctx.graph_scope:
-                set_scope(store, ctx, trace_ids)  # without a request: every component
-            fill_context(store, ctx, trace_ids)
+            threshold = sample_threshold(store, ctx, self.max_traces)
+            ctx.sampled = threshold is not None
+            sample = store.sample(threshold, trace_ids) if threshold is not None else store
+            try:
+                if ctx.graph_scope:  # without a request: every component
+                    set_scope(store, ctx, trace_ids, sample)
+                fill_context(store, ctx, trace_ids, sample)
+            finally:
+                if sample is not store:
+                    sample.close()
+            traces_read = sample_rate(threshold)
             if self.single_request:
                 ctx.usual_templates = {}
             spans = fetch_spans(store, trace_ids)
@@ -203,6 +220,7 @@ class RclAgentMethod(Method):
         else:
             fill_context(store, ctx, [])
             ranking, suspects = metrics_ranking(store, ctx, ledger)
+            traces_read = 1.0
         modalities = [
             m
             for m, used in (
@@ -219,6 +237,7 @@ class RclAgentMethod(Method):
             "baseline": "normal window" if ctx.has_normal else "incident window (robust)",
             "scope": "graph" if ctx.graph_scope else "incident",
             "services_examined": len(ctx.services),
+            "traces_read": round(traces_read, 4),
             "wall_time_s": round(time.perf_counter() - started, 4),
         }
         return build_investigation(

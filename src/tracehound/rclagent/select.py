@@ -71,7 +71,7 @@ def select_requests(
     store: TelemetryStore, ctx: IncidentContext, max_requests: int
 ) -> list[SelectedRequest]:
     """The anomalous requests of the incident window, at most `max_requests`, diverse."""
-    candidates = _scored_roots(store, ctx)
+    candidates = _scored_roots(store, ctx, max(1, max_requests))
     anomalous = [c for c in candidates if c.score > 0]
     if not anomalous:
         fallback = sorted(candidates, key=lambda c: (-c.signature_excess, c.trace_id))
@@ -126,8 +126,15 @@ class _Root:
         )
 
 
-def _scored_roots(store: TelemetryStore, ctx: IncidentContext) -> list[_Root]:
-    """Every root span of the window with its error and latency evidence (one query)."""
+def _scored_roots(
+    store: TelemetryStore, ctx: IncidentContext, limit: int | None = None
+) -> list[_Root]:
+    """The root spans of the window with their error and latency evidence (one query):
+    every one, or with a `limit` those that selection could pick.
+
+    Every root is scored in SQL (`_Root.score`); with a `limit`, only those that
+    `_diverse` could take are returned (`_PRUNED_SQL`), so that the rows brought into
+    Python do not follow the window's traffic."""
     w, b = ctx.window, ctx.baseline
     margin = unlinked_margin(store, ctx) if ctx.use_logs else None
     # lines without a trace id count for the window's requests with a span of their
@@ -221,22 +228,38 @@ def _scored_roots(store: TelemetryStore, ctx: IncidentContext) -> list[_Root]:
         rx AS (SELECT rr.*, coalesce(rkb.md, rb.md, rr.d) AS md,
                       CASE WHEN rkb.kind IS NOT NULL THEN rkb.mad ELSE coalesce(rb.mad, 0) END
                         AS mad
-               FROM rr LEFT JOIN rkb USING (kind) LEFT JOIN rb USING (operation))
-        SELECT rx.trace_id, rx.span_id, rx.operation, rx.kind, rx.d,
-               rx.d - rx.md AS vs_median,
-               rx.d - greatest(rx.md + 3 * 1.4826 * rx.mad, 1.5 * rx.md, rx.md + ?) AS excess,
-               coalesce(te.n, 0) AS n_err, coalesce(tl.w, 0.0) AS w,
-               coalesce(ts.silence, 0.0) AS silence, coalesce(tl.sig, ts.sig) AS sig
-        FROM rx LEFT JOIN te USING (trace_id)
-        LEFT JOIN tl USING (trace_id) LEFT JOIN ts USING (trace_id)
-        ORDER BY rx.trace_id
+               FROM rr LEFT JOIN rkb USING (kind) LEFT JOIN rb USING (operation)),
+        sx AS (
+          SELECT rx.trace_id, rx.span_id, rx.operation, rx.kind, rx.d,
+                 rx.d - rx.md AS vs_median,
+                 greatest(0.0, rx.d - greatest(rx.md + 3 * 1.4826 * rx.mad, 1.5 * rx.md,
+                                               rx.md + ?)) AS excess,
+                 coalesce(te.n, 0) AS n_err, coalesce(tl.w, 0.0) AS w,
+                 coalesce(ts.silence, 0.0) AS silence, coalesce(tl.sig, ts.sig) AS sig
+          FROM rx LEFT JOIN te USING (trace_id)
+          LEFT JOIN tl USING (trace_id) LEFT JOIN ts USING (trace_id)),
+        sc AS (  -- `_Root.score` and `_Root.signature`, in the same order of operations
+          SELECT *,
+                 2.0 * least(n_err, 1) + least(w, 3.0) + least(silence, 2.0)
+                   + CASE WHEN excess > 0 THEN excess / (excess + 100.0) ELSE 0.0 END AS score,
+                 coalesce(nullif(sig, ''), CASE WHEN n_err > 0 THEN 'error status'
+                                                WHEN excess > 0 THEN 'slow' ELSE '' END)
+                   AS signature
+          FROM sx)
+        {_PRUNED_SQL if limit is not None else "SELECT * FROM sc"}
+        ORDER BY trace_id
         """,
-        [*params, KIND_MIN_BASELINE, LATENCY_FLOOR_MS],
+        [
+            *params,
+            KIND_MIN_BASELINE,
+            LATENCY_FLOOR_MS,
+            *([DIVERSE_TIER, DIVERSE_TIER_CAP, limit, limit] if limit is not None else []),
+        ],
     )
     roots = []
     for r in found:
-        excess = max(0.0, float(r["excess"]))
-        signature = r["sig"] or ("error status" if r["n_err"] else "slow" if excess else "")
+        excess = float(r["excess"])
+        signature = r["signature"]
         roots.append(
             _Root(
                 trace_id=r["trace_id"],
@@ -253,6 +276,25 @@ def _scored_roots(store: TelemetryStore, ctx: IncidentContext) -> list[_Root]:
             )
         )
     return roots
+
+
+#: The end of `_scored_roots`' query with a limit: of the scored roots (`sc`), the
+#: `limit` best of each tier, signature and request type (`_diverse`'s round-robin
+#: takes at most `limit` from one of them, best first), or when no root is anomalous
+#: the `limit` slowest relative to their baseline. Parameters: `DIVERSE_TIER`,
+#: `DIVERSE_TIER_CAP`, the limit twice.
+_PRUNED_SQL = """,
+cut AS (SELECT least(? * max(score), ?) AS cut FROM sc WHERE score > 0),
+ranked AS (
+  SELECT sc.*,
+         row_number() OVER (PARTITION BY sc.score >= cut.cut, signature, kind
+                            ORDER BY score DESC, trace_id) AS in_kind,
+         NULL AS slowest
+  FROM sc, cut WHERE sc.score > 0
+  UNION ALL
+  SELECT sc.*, NULL, row_number() OVER (ORDER BY vs_median DESC, trace_id)
+  FROM sc WHERE NOT EXISTS (SELECT 1 FROM sc WHERE score > 0))
+SELECT * FROM ranked WHERE in_kind <= ? OR slowest <= ?"""
 
 
 def _diverse(roots: list[_Root], limit: int) -> list[_Root]:

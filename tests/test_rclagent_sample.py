@@ -1,0 +1,117 @@
+"""Statistics over a sample of traces (`TelemetryStore.sample`, `rclagent.sample`)."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+from handmade import MS, T0, Builder
+
+from tracehound.model import Labels
+from tracehound.rclagent import RclAgentMethod
+from tracehound.rclagent.facts import new_context
+from tracehound.rclagent.sample import sample_rate, sample_threshold
+from tracehound.simulate import generate_incident, generate_system
+from tracehound.store import SAMPLE_BITS, TelemetryStore
+
+BASE_MS = T0 / MS + 10_000
+WINDOW_MS = T0 / MS + 610_000
+
+
+def _bucket(key: str) -> int:
+    """The sample bucket of a trace id or of an unlinked line's key, computed apart
+    from the store: the top `SAMPLE_BITS` of DuckDB's hash."""
+    found = duckdb.sql(f"SELECT hash({key}) >> {64 - SAMPLE_BITS}").fetchall()
+    return int(found[0][0])
+
+
+def _traffic(traces: int) -> Builder:
+    """`traces` requests in each window: front-1 calls db-1, each writes an info line;
+    every tenth request also warns; two unlinked info lines per window."""
+    b = Builder()
+    for k in range(traces):
+        for prefix, t in (("b", BASE_MS), ("w", WINDOW_MS)):
+            trace = f"{prefix}{k}"
+            b.span(trace, "a", None, "front-1", "GET /", t + k * 100, 20)
+            b.span(trace, "b", "a", "db-1", "query", t + k * 100 + 1, 10)
+            b.log(trace, "b", "db-1", "INFO", f"read {k} rows", t + k * 100 + 2)
+            if k % 10 == 0:
+                b.log(trace, "a", "front-1", "WARN", "slow client", t + k * 100 + 5)
+    for t in (BASE_MS, WINDOW_MS):
+        b.log("", "", "db-1", "INFO", "compaction done", t + 50)
+        b.log("", "", "db-1", "INFO", "cache warm", t + 60)
+    return b
+
+
+def test_a_sample_holds_whole_traces_below_the_threshold_and_the_named_ones() -> None:
+    data = _traffic(40).data(Labels(service="db"))
+    with TelemetryStore.from_incident(data) as store:
+        threshold = 1 << (SAMPLE_BITS - 2)  # a quarter of the buckets
+        sample = store.sample(threshold, ["w7"])
+        try:
+            traces = {f"{p}{k}" for p in "bw" for k in range(40)}
+            kept = {t for t in traces if _bucket(f"'{t}'") < threshold} | {"w7"}
+            assert 0 < len(kept) < len(traces)
+            spans = sample.query("SELECT trace_id, span_id, attributes FROM spans").to_pylist()
+            assert sorted((s["trace_id"], s["span_id"]) for s in spans) == sorted(
+                (t, s) for t in kept for s in "ab"
+            )
+            assert all(s["attributes"] is None for s in spans)
+            lines = sample.query(
+                "SELECT trace_id, level, message FROM logs WHERE trace_id <> ''"
+            ).to_pylist()
+            # info lines of sampled traces (text only for the named one) and every warning
+            info = sorted((r["trace_id"], r["message"]) for r in lines if r["level"] == "INFO")
+            assert info == sorted((t, f"read {t[1:]} rows" if t == "w7" else None) for t in kept)
+            warned = sorted(r["trace_id"] for r in lines if r["level"] == "WARN")
+            assert warned == sorted(f"{p}{k}" for p in "bw" for k in range(0, 40, 10))
+            unlinked = sample.query(
+                "SELECT ts_ns FROM logs WHERE trace_id = '' ORDER BY ts_ns"
+            ).column("ts_ns").to_pylist()
+            expected = [
+                int((t + dt) * MS)
+                for t in (BASE_MS, WINDOW_MS)
+                for dt, text in ((50, "compaction done"), (60, "cache warm"))
+                if _bucket(f"{int((t + dt) * MS)}::BIGINT, 'db-1', '{text}'") < threshold
+            ]
+            assert unlinked == sorted(expected)
+            # line ids are the store's
+            ids = store.query("SELECT rowid AS id FROM logs WHERE trace_id = 'w7' ORDER BY id")
+            same = sample.query("SELECT rowid AS id FROM logs WHERE trace_id = 'w7' ORDER BY id")
+            assert same.column("id").to_pylist() == ids.column("id").to_pylist()
+            assert sample.counts()["metrics"] == 0
+        finally:
+            sample.close()
+
+
+def test_the_threshold_keeps_about_max_traces_of_the_busier_window() -> None:
+    b = _traffic(40)
+    for k in range(20):  # the window is busier: 60 requests against 40
+        b.span(f"x{k}", "a", None, "front-1", "GET /", WINDOW_MS + 5000 + k * 10, 20)
+    data = b.data(Labels(service="db"))
+    with TelemetryStore.from_incident(data) as store:
+        ctx = new_context(data.incident, store, use_logs=True, use_metrics=True)
+        assert sample_threshold(store, ctx, 15) == (15 << SAMPLE_BITS) // 60
+        assert sample_rate(sample_threshold(store, ctx, 15)) == pytest.approx(0.25, abs=1e-4)
+        assert sample_threshold(store, ctx, 60) is None  # no window holds more
+        assert sample_threshold(store, ctx, 0) is None  # 0: every trace
+        assert sample_rate(None) == 1.0
+
+
+def test_a_sampled_investigation_still_finds_the_fault() -> None:
+    """A simulated error fault, read whole and over a sample of about 60 of its
+    requests per window: the same answer, and the report says what share was read."""
+    data = generate_incident(
+        generate_system(20, 3), index=1, seed=3, fault_type="error", target_spans=3000
+    )
+    labels = data.incident.labels
+    assert labels is not None
+    with TelemetryStore.from_incident(data) as store:
+        whole = RclAgentMethod().investigate(data.incident, store)
+        sampled = RclAgentMethod(max_traces=60).investigate(data.incident, store)
+    assert whole.stats["traces_read"] == 1.0
+    assert 0.2 < sampled.stats["traces_read"] < 0.6
+    for result in (whole, sampled):
+        assert result.ranking.services[0].name == labels.service
+        assert result.ranking.instances[0].name == labels.instance
+        assert result.fault_type == "error"
+        assert result.stats["requests_analysed"] == 5
