@@ -1,4 +1,4 @@
-"""Statistics over a sample of traces (`TelemetryStore.sample`, `rclagent.sample`)."""
+"""Statistics over a sample of traces (`rclagent.sample`, `TelemetryStore.over_arrow`)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from handmade import MS, T0, Builder
 from tracehound.model import Labels
 from tracehound.rclagent import RclAgentMethod
 from tracehound.rclagent.facts import new_context
-from tracehound.rclagent.sample import sample_rate, sample_threshold
+from tracehound.rclagent.sample import SAMPLE_BITS, TraceSample, sample_rate, sample_threshold
 from tracehound.simulate import generate_incident, generate_system
-from tracehound.store import SAMPLE_BITS, TelemetryStore
+from tracehound.store import TelemetryStore
 
 BASE_MS = T0 / MS + 10_000
 WINDOW_MS = T0 / MS + 610_000
@@ -42,45 +42,51 @@ def _traffic(traces: int) -> Builder:
     return b
 
 
-def test_a_sample_holds_whole_traces_below_the_threshold_and_the_named_ones() -> None:
+def test_a_sample_holds_whole_traces_below_the_threshold_and_those_included() -> None:
     data = _traffic(40).data(Labels(service="db"))
     with TelemetryStore.from_incident(data) as store:
         threshold = 1 << (SAMPLE_BITS - 2)  # a quarter of the buckets
-        sample = store.sample(threshold, ["w7"])
+        sample = TraceSample(store, threshold)
         try:
             traces = {f"{p}{k}" for p in "bw" for k in range(40)}
-            kept = {t for t in traces if _bucket(f"'{t}'") < threshold} | {"w7"}
-            assert 0 < len(kept) < len(traces)
-            spans = sample.query("SELECT trace_id, span_id, attributes FROM spans").to_pylist()
-            assert sorted((s["trace_id"], s["span_id"]) for s in spans) == sorted(
-                (t, s) for t in kept for s in "ab"
-            )
-            assert all(s["attributes"] is None for s in spans)
-            lines = sample.query(
-                "SELECT trace_id, level, message FROM logs WHERE trace_id <> ''"
-            ).to_pylist()
-            # info lines of sampled traces (text only for the named one) and every warning
-            info = sorted((r["trace_id"], r["message"]) for r in lines if r["level"] == "INFO")
-            assert info == sorted((t, f"read {t[1:]} rows" if t == "w7" else None) for t in kept)
-            warned = sorted(r["trace_id"] for r in lines if r["level"] == "WARN")
-            assert warned == sorted(f"{p}{k}" for p in "bw" for k in range(0, 40, 10))
-            unlinked = sample.query(
-                "SELECT ts_ns FROM logs WHERE trace_id = '' ORDER BY ts_ns"
-            ).column("ts_ns").to_pylist()
-            expected = [
-                int((t + dt) * MS)
-                for t in (BASE_MS, WINDOW_MS)
-                for dt, text in ((50, "compaction done"), (60, "cache warm"))
-                if _bucket(f"{int((t + dt) * MS)}::BIGINT, 'db-1', '{text}'") < threshold
-            ]
-            assert unlinked == sorted(expected)
+            drawn = {t for t in traces if _bucket(f"'{t}'") < threshold}
+            assert 0 < len(drawn) < len(traces)
+            outside = sorted(traces - drawn)[:2]
+            for included, kept in (([], drawn), (outside, drawn | set(outside))):
+                sample.include(included)
+                _check(sample.store, kept, threshold)
             # line ids are the store's
-            ids = store.query("SELECT rowid AS id FROM logs WHERE trace_id = 'w7' ORDER BY id")
-            same = sample.query("SELECT rowid AS id FROM logs WHERE trace_id = 'w7' ORDER BY id")
-            assert same.column("id").to_pylist() == ids.column("id").to_pylist()
-            assert sample.counts()["metrics"] == 0
+            ids = store.query("SELECT rowid AS id, message FROM logs").to_pylist()
+            same = sample.store.query("SELECT rowid AS id, message FROM logs").to_pylist()
+            assert {(r["id"], r["message"]) for r in same} <= {(r["id"], r["message"]) for r in ids}
         finally:
             sample.close()
+
+
+def _check(sample: TelemetryStore, kept: set[str], threshold: int) -> None:
+    """`sample` holds exactly the spans and linked info lines of `kept`, every warning,
+    and the unlinked lines whose own key falls below `threshold`; no attributes."""
+    spans = sample.query("SELECT trace_id, span_id, attributes FROM spans").to_pylist()
+    assert sorted((s["trace_id"], s["span_id"]) for s in spans) == sorted(
+        (t, s) for t in kept for s in "ab"
+    )
+    assert all(s["attributes"] is None for s in spans)
+    lines = sample.query(
+        "SELECT trace_id, level, message FROM logs WHERE trace_id <> ''"
+    ).to_pylist()
+    info = sorted((r["trace_id"], r["message"]) for r in lines if r["level"] == "INFO")
+    assert info == sorted((t, f"read {t[1:]} rows") for t in kept)
+    warned = sorted(r["trace_id"] for r in lines if r["level"] == "WARN")
+    assert warned == sorted(f"{p}{k}" for p in "bw" for k in range(0, 40, 10))
+    unlinked = sample.query("SELECT ts_ns FROM logs WHERE trace_id = '' ORDER BY ts_ns")
+    expected = [
+        int((t + dt) * MS)
+        for t in (BASE_MS, WINDOW_MS)
+        for dt, text in ((50, "compaction done"), (60, "cache warm"))
+        if _bucket(f"{int((t + dt) * MS)}::BIGINT, 'db-1', '{text}'") < threshold
+    ]
+    assert unlinked.column("ts_ns").to_pylist() == sorted(expected)
+    assert sample.counts()["metrics"] == 0
 
 
 def test_the_threshold_keeps_about_max_traces_of_the_busier_window() -> None:
@@ -115,3 +121,13 @@ def test_a_sampled_investigation_still_finds_the_fault() -> None:
         assert result.ranking.instances[0].name == labels.instance
         assert result.fault_type == "error"
         assert result.stats["requests_analysed"] == 5
+
+
+def test_reports_say_which_share_of_traces_was_read() -> None:
+    from tracehound.report.facts import stat_rows
+
+    assert stat_rows({"traces_read": 0.0714, "requests_analysed": 5}) == [
+        ("requests analysed", "5"),
+        ("traces read", "7.1% (a sample of traces)"),
+    ]
+    assert stat_rows({"traces_read": 1.0}) == [("traces read", "all")]

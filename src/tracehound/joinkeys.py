@@ -5,7 +5,7 @@ Spans get `sk` (their trace and span id) and `pk` (their trace and parent span i
 child joins its parent with ``c.pk = p.sk``; log lines get `sk` (the span they are linked
 to), so lines join spans with ``l.sk = s.sk``; metric points get `sid`, their series
 (service, instance, node, name). Spans and log lines also get `tk`, the key a sample of
-traces is drawn by (`TelemetryStore.sample`): their trace id's, or for a line without
+traces is drawn by (`rclagent.sample.TraceSample`): their trace id's, or for a line without
 one, a key of the line itself (its time, instance and message). Each key is DuckDB's
 `hash` of the strings it stands for.
 A key is never null: a missing id hashes as the empty string, which no span has, so a

@@ -28,9 +28,6 @@ from tracehound.tables import SCHEMAS, TABLE_NAMES, TableName, conform
 
 _SQL_TYPES = {pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.float64(): "DOUBLE"}
 
-#: A sample of traces is drawn by the top bits of their key: 2**SAMPLE_BITS buckets.
-SAMPLE_BITS = 16
-
 _INDEXES = (
     "CREATE INDEX IF NOT EXISTS spans_trace ON spans (trace_id, span_id)",
     "CREATE INDEX IF NOT EXISTS spans_parent ON spans (trace_id, parent_span_id)",
@@ -178,35 +175,15 @@ class TelemetryStore:
         store.con = duckdb.connect(":memory:")
         for name in TABLE_NAMES:
             if name in tables:
-                store.con.register(f"_arrow_{name}", tables[name])
-                store.con.execute(f"CREATE VIEW {name} AS SELECT * FROM _arrow_{name}")
+                store.show_arrow(name, tables[name])
             else:
                 store.con.execute(_create_sql(name))
         return store
 
-    def sample(self, threshold: int, trace_ids: list[str]) -> TelemetryStore:
-        """A store with a sample of this one's traces, for statistics (`over_arrow`).
-
-        It holds the spans of the traces whose key (`joinkeys`' `tk`) falls in the
-        lowest `threshold` of its 2**SAMPLE_BITS buckets, and of `trace_ids`; their log
-        lines, those lines without a trace id whose own key falls there, and every
-        warning and error line; no metric points. It is meant for statistics over the
-        traffic, so it leaves out what they do not read: span attributes, and the text
-        of info lines outside `trace_ids` (their templates stay). Lines keep their
-        `rowid` (a column of the sample's view), so line ids mean the same in both."""
-        keys = "(SELECT hash(unnest(?::VARCHAR[])))"  # `joinkeys.TRACE_KEY_SQL` of each id
-        chosen = f"((tk >> {64 - SAMPLE_BITS}) < ? OR tk IN {keys})"
-        text = f"CASE WHEN lvl <> 'info' OR tk IN {keys} THEN message END AS message"
-        spans = self.query(
-            f"SELECT * REPLACE (NULL::VARCHAR AS attributes) FROM spans WHERE {chosen}",
-            [threshold, trace_ids],
-        )
-        logs = self.query(
-            f"SELECT rowid AS rowid, * REPLACE ({text}) FROM logs "
-            f"WHERE lvl <> 'info' OR {chosen}",
-            [trace_ids, threshold, trace_ids],
-        )
-        return TelemetryStore.over_arrow({"spans": spans, "logs": logs})
+    def show_arrow(self, name: TableName, table: pa.Table) -> None:
+        """Make the table `name` of an `over_arrow` store a view of `table` instead."""
+        self.con.register(f"_arrow_{name}", table)
+        self.con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _arrow_{name}")
 
     # -- generic -------------------------------------------------------------------
 

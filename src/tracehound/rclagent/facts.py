@@ -121,7 +121,7 @@ def _set_names(
     sample: TelemetryStore | None = None,
 ) -> None:
     """Candidate services and instances: every one, or those of `services`; with a
-    `sample` (`TelemetryStore.sample`), those its spans and lines name and those the
+    `sample` (`rclagent.sample.TraceSample`), those its spans and lines name and the
     store's metric series name."""
     within = "service IN (SELECT unnest(?::VARCHAR[]))" if services is not None else "true"
     params = [services] if services is not None else []

@@ -34,10 +34,11 @@ Parameters (keyword-only; `__init__` only stores them):
   (docs/rclagent.md, "Scope").
 - ``max_traces`` (1,000): requests per window that the facts about spans and log lines
   read whole; above it, in either window, they are computed over a sample of whole
-  traces drawn by trace-id hash, the analysed requests' traces always included
+  traces drawn by trace-id hash, the analysed requests' traces added
   (`rclagent.sample`), so that their cost stops following the system's traffic. The
-  requests are still chosen from every request of the window; warning and error lines
-  and metric series are read whole. 0 reads every trace.
+  requests are still chosen from every request of the window (the lines that stopped
+  being written, which selection weighs, come from the sample); warning and error
+  lines and metric series are read whole. 0 reads every trace.
 - ``workers`` (4): agent threads.
 - ``reasoner`` ("rule"): who reasons in phases 1, 2 and 5: ``"rule"`` (the deterministic
   rule reasoner), ``"llm"`` (a model, with the rules as ground and fallback) or
@@ -80,7 +81,7 @@ from tracehound.rclagent.graph import SpanRow, build_graph, fetch_spans
 from tracehound.rclagent.metrics_only import metrics_ranking
 from tracehound.rclagent.reasoner import Reasoner, SuspectScore, Toolbox
 from tracehound.rclagent.rules import RuleReasoner, RuleWeights
-from tracehound.rclagent.sample import MAX_TRACES, sample_rate, sample_threshold
+from tracehound.rclagent.sample import MAX_TRACES, TraceSample, sample_rate, sample_threshold
 from tracehound.rclagent.select import select_requests
 from tracehound.rclagent.steps import StepRuleReasoner, investigate_run, is_agent_run
 from tracehound.rclagent.synthesis import build_investigation, rank_suspects
@@ -191,17 +192,20 @@ class RclAgentMethod(Method):
         suspects: list[SuspectScore] = []
         if "traces" in present:
             limit = 1 if self.single_request else max(1, self.max_requests)
-            requests = select_requests(store, ctx, limit)
-            trace_ids = sorted({r.trace_id for r in requests})
             threshold = sample_threshold(store, ctx, self.max_traces)
             ctx.sampled = threshold is not None
-            sample = store.sample(threshold, trace_ids) if threshold is not None else store
+            sample = TraceSample(store, threshold) if threshold is not None else None
+            facts_from = sample.store if sample is not None else store
             try:
+                requests = select_requests(store, ctx, limit, facts_from)
+                trace_ids = sorted({r.trace_id for r in requests})
+                if sample is not None:
+                    sample.include(trace_ids)
                 if ctx.graph_scope:  # without a request: every component
-                    set_scope(store, ctx, trace_ids, sample)
-                fill_context(store, ctx, trace_ids, sample)
+                    set_scope(store, ctx, trace_ids, facts_from)
+                fill_context(store, ctx, trace_ids, facts_from)
             finally:
-                if sample is not store:
+                if sample is not None:
                     sample.close()
             traces_read = sample_rate(threshold)
             if self.single_request:

@@ -68,10 +68,16 @@ class SelectedRequest:
 
 
 def select_requests(
-    store: TelemetryStore, ctx: IncidentContext, max_requests: int
+    store: TelemetryStore,
+    ctx: IncidentContext,
+    max_requests: int,
+    sample: TelemetryStore | None = None,
 ) -> list[SelectedRequest]:
-    """The anomalous requests of the incident window, at most `max_requests`, diverse."""
-    candidates = _scored_roots(store, ctx, max(1, max_requests))
+    """The anomalous requests of the incident window, at most `max_requests`, diverse.
+
+    Every request of the window is scored; the incident-wide silences it weighs are
+    found in `sample` when one is given (`rclagent.sample`)."""
+    candidates = _scored_roots(store, ctx, max(1, max_requests), sample)
     anomalous = [c for c in candidates if c.score > 0]
     if not anomalous:
         fallback = sorted(candidates, key=lambda c: (-c.signature_excess, c.trace_id))
@@ -127,7 +133,10 @@ class _Root:
 
 
 def _scored_roots(
-    store: TelemetryStore, ctx: IncidentContext, limit: int | None = None
+    store: TelemetryStore,
+    ctx: IncidentContext,
+    limit: int | None = None,
+    sample: TelemetryStore | None = None,
 ) -> list[_Root]:
     """The root spans of the window with their error and latency evidence (one query):
     every one, or with a `limit` those that selection could pick.
@@ -163,7 +172,7 @@ def _scored_roots(
         if ctx.use_logs
         else "tl AS (SELECT NULL::VARCHAR AS trace_id, 0.0 AS w, NULL::VARCHAR AS sig),"
     )
-    silenced = wide_silence(store, ctx)
+    silenced = wide_silence(sample or store, ctx)
     silence_sql = (
         f"""d AS (SELECT unnest(?) AS instance, unnest(?) AS operation, unnest(?) AS tpl,
                          unnest(?) AS strength),

@@ -140,6 +140,9 @@ def _count(value: Any) -> str:
 
 
 def _stat_value(key: str, value: Any) -> str:
+    if key == "traces_read" and isinstance(value, int | float):
+        # rclagent's facts read a sample of traces above `max_traces` requests a window
+        return "all" if value >= 1.0 else f"{value:.1%} (a sample of traces)"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, float):
