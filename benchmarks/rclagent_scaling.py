@@ -46,6 +46,7 @@ import tracehound.rclagent.facts as facts_module
 import tracehound.rclagent.method as method_module
 from tracehound.model import IncidentData
 from tracehound.rclagent import RclAgentMethod
+from tracehound.rclagent.sample import TraceSample
 from tracehound.simulate import System, generate_incident, generate_system
 from tracehound.store import TelemetryStore
 from tracehound.tables import from_columns
@@ -55,7 +56,8 @@ STAGES: tuple[tuple[Any, str, str], ...] = (
     (method_module, "new_context", "context"),
     (method_module, "select_requests", "select"),
     (method_module, "sample_threshold", "rate"),
-    (TelemetryStore, "sample", "sample"),
+    (TraceSample, "__init__", "sample"),
+    (TraceSample, "include", "sample"),
     (method_module, "set_scope", "scope"),
     (facts_module, "_operation_baselines", "op_base"),
     (facts_module, "_edge_baselines", "edge_base"),
@@ -361,7 +363,7 @@ def print_tables(rows: list[dict[str, Any]]) -> None:
             f"{_fmt(r.get('investigate_s'), '.3f'):>13} {_fmt(r.get('store_s'), '.2f'):>7} "
             f"{_fmt(r.get('peak_rss_mib'), '.0f'):>7}  {r['status']}"
         )
-    labels = [label for _, _, label in STAGES]
+    labels = list(dict.fromkeys(label for _, _, label in STAGES))  # a label may time two
     print()
     print("stage seconds of the median run (facts stages are inside fill_context)")
     head = f"{'services':>8} {'store spans':>11} {'fail':>6} " + " ".join(
