@@ -27,9 +27,18 @@ def _incident(filler_ops: int) -> IncidentData:
     """Instance a-1's `work` writes "wrote the ledger" in 20 of 25 normal-window spans and
     7 of 25 incident-window spans (z = 3.69, a 65 % fall); `filler_ops` operations of f-1
     (10 + 5 spans each) write 20 lines each in every span, all steady."""
+    return _ledger_incident((25, 20), (25, 7), filler_ops)
+
+
+def _ledger_incident(
+    normal: tuple[int, int], incident: tuple[int, int], filler_ops: int
+) -> IncidentData:
+    """a-1's `work` runs (spans, of which write "wrote the ledger") in each window; fillers."""
     b = Builder()
-    for window, (start, writes) in enumerate(((T0_MS, 20), (T0_MS + 600 * SECOND_MS, 7))):
-        for k in range(25):
+    for window, (start, (count, writes)) in enumerate(
+        ((T0_MS, normal), (T0_MS + 600 * SECOND_MS, incident))
+    ):
+        for k in range(count):
             trace, at = f"a{window}-{k}", start + (k + 1) * 10 * SECOND_MS
             b.span(trace, "s", None, "a-1", "work", at, 10)
             if k < writes:
@@ -110,17 +119,7 @@ def test_lines_without_trace_ids_fall_silent_against_their_writers_traffic() -> 
 def _complete_drop(filler_ops: int) -> IncidentData:
     """a-1's `work` writes "wrote the ledger" in 7 of 12 normal-window spans and in none
     of 5 incident-window spans (z = 2.23); fillers as in `_incident`."""
-    b = Builder()
-    for window, (start, count, writes) in enumerate(
-        ((T0_MS, 12, 7), (T0_MS + 600 * SECOND_MS, 5, 0))
-    ):
-        for k in range(count):
-            trace, at = f"a{window}-{k}", start + (k + 1) * 10 * SECOND_MS
-            b.span(trace, "s", None, "a-1", "work", at, 10)
-            if k < writes:
-                b.log(trace, "s", "a-1", "INFO", "work: wrote the ledger", at + 5)
-    _add_fillers(b, filler_ops)
-    return b.data(Labels(service="a"))
+    return _ledger_incident((12, 7), (5, 0), filler_ops)
 
 
 def test_a_complete_drop_over_few_spans_is_held_to_the_bound_in_a_sample() -> None:
