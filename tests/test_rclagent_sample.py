@@ -105,7 +105,8 @@ def test_the_threshold_keeps_about_max_traces_of_the_busier_window() -> None:
 
 def test_a_sampled_investigation_still_finds_the_fault() -> None:
     """A simulated error fault, read whole and over a sample of about 60 of its
-    requests per window: the same answer, and the report says what share was read."""
+    requests per window (43 % of its traces): the same answer, and the report says what
+    share was read."""
     data = generate_incident(
         generate_system(20, 3), index=1, seed=3, fault_type="error", target_spans=3000
     )
