@@ -482,9 +482,12 @@ def test_a_crash_that_names_a_reached_callee_passes_nothing_on() -> None:
 # -- scope="graph" --------------------------------------------------------------------
 
 
-def _chain_beside_other() -> IncidentData:
-    """`_chain`'s failing requests, and a service that no failing request reaches."""
+def _chain_beside_other(*, after_windows: bool = False) -> IncidentData:
+    """`_chain`'s failing requests, and a service that no failing request reaches;
+    `after_windows`: and a service whose only span starts after the incident window."""
     b = Builder()
+    if after_windows:
+        b.span("late", "x", None, "late-1", "late op", T0 / MS + 1_300_000, 5)
     for k in range(12):
         _chain(b, f"n{k}", T0 / MS + 10_000 + k * 1000, failing=False)
         b.span(f"o{k}", "x", None, "other-1", "other op", T0 / MS + 10_500 + k * 1000, 5)
@@ -506,6 +509,28 @@ def test_graph_scope_examines_only_the_services_of_the_analysed_requests() -> No
     assert graph.ranking.services[0].name == "db"
     assert graph.ranking.instances[0].name == "db-1"
     assert graph.fault_type == "error"
+
+
+def test_auto_scope_examines_the_whole_system_up_to_max_services() -> None:
+    """The default scope: the incident scope while the windows' spans reach at most
+    `max_services` services (front, mid, db and other here; a service whose only span
+    falls outside both windows does not count), the graph scope above, each giving
+    exactly the ranking of the scope it chose."""
+    data = _chain_beside_other(after_windows=True)
+    with TelemetryStore.from_incident(data) as store:
+        at = RclAgentMethod(max_services=4).investigate(data.incident, store)
+        above = RclAgentMethod(max_services=3).investigate(data.incident, store)
+        wide = RclAgentMethod(scope="incident").investigate(data.incident, store)
+        graph = RclAgentMethod(scope="graph").investigate(data.incident, store)
+    assert (at.stats["services_reached"], above.stats["services_reached"]) == (4, 4)
+    assert (at.stats["scope"], above.stats["scope"]) == ("incident", "graph")
+    assert "services_reached" not in wide.stats
+    ranked = [(c.name, c.score) for c in at.ranking.services]
+    assert ranked == [(c.name, c.score) for c in wide.ranking.services]
+    assert [(c.name, c.score) for c in above.ranking.services] == [
+        (c.name, c.score) for c in graph.ranking.services
+    ]
+    assert sorted(name for name, _ in ranked) == ["db", "front", "late", "mid", "other"]
 
 
 def test_graph_scope_still_reasons_about_edges() -> None:

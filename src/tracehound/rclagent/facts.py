@@ -136,6 +136,31 @@ def _set_names(
     ctx.instance_service = {r["instance"]: r["service"] for r in names if r["instance"]}
 
 
+def services_reached(spans: TelemetryStore, ctx: IncidentContext) -> int:
+    """How many services have a span in either window of `spans` (the store, or the
+    sample of its traces that the facts read: `rclagent.sample`), the size of the system
+    as the `auto` scope weighs it; the count costs what the sample costs, not what the
+    system's telemetry does."""
+    w, b = ctx.window, ctx.baseline
+    found = rows(
+        spans,
+        """
+        SELECT count(DISTINCT service) AS n FROM spans
+        WHERE service IS NOT NULL AND service <> ''
+          AND ((start_ns >= ? AND start_ns < ?) OR (start_ns >= ? AND start_ns < ?))
+        """,
+        [w.start_ns, w.end_ns, b.start_ns, b.end_ns],
+    )
+    return int(found[0]["n"])
+
+
+def examine_every_component(store: TelemetryStore, ctx: IncidentContext) -> None:
+    """Leave the graph scope before any fact is gathered: every service and instance is
+    a candidate, as `new_context` makes them without `graph_scope`."""
+    ctx.graph_scope = False
+    _set_names(store, ctx, None)
+
+
 def set_scope(
     store: TelemetryStore,
     ctx: IncidentContext,

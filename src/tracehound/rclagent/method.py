@@ -24,14 +24,18 @@ Parameters (keyword-only; `__init__` only stores them):
 - ``use_traces`` (True) / ``use_logs`` (True) / ``use_metrics`` (True): ablations; off
   means the modality is ignored even when present (without traces the engine ranks from
   metrics and logs, `metrics_only`).
-- ``scope`` ("incident"): what the facts are gathered over. ``"incident"``: every
+- ``scope`` ("auto"): what the facts are gathered over. ``"incident"``: every
   component of the system (incident-wide evidence: error lines, silences, vanished
-  instances and metric shifts anywhere; the cost follows the window's telemetry).
+  instances and metric shifts anywhere; the cost follows the size of the system).
   ``"graph"``: only the services with a span in the analysed requests, the services
   they called in the baseline, and their instances (their nodes' series too), with
   requests chosen without the whole system's silences, so that the cost does not follow
-  the number of services; a fault outside those services cannot be ranked
-  (docs/rclagent.md, "Scope").
+  the number of services; a fault outside those services cannot be ranked.
+  ``"auto"``: the incident scope while the windows' traces reach at most
+  ``max_services`` services, the graph scope above (docs/rclagent.md, "Scope").
+- ``max_services`` (500): the largest system, in services with a span in either window
+  (of the sampled traces, see ``max_traces``), that the ``auto`` scope examines whole:
+  about where the incident-wide screen stops costing less than following the graph.
 - ``max_traces`` (1,000): requests per window that the facts about spans and log lines
   read whole; above it, in either window, they are computed over a sample of whole
   traces drawn by trace-id hash, the analysed requests' traces added
@@ -76,7 +80,13 @@ from tracehound.model import Incident, Ranking
 from tracehound.rclagent.agents import RequestAnalysis, run_agents
 from tracehound.rclagent.context import IncidentContext
 from tracehound.rclagent.evidence import EvidenceLedger
-from tracehound.rclagent.facts import fill_context, new_context, set_scope
+from tracehound.rclagent.facts import (
+    examine_every_component,
+    fill_context,
+    new_context,
+    services_reached,
+    set_scope,
+)
 from tracehound.rclagent.graph import SpanRow, build_graph, fetch_spans
 from tracehound.rclagent.metrics_only import metrics_ranking
 from tracehound.rclagent.reasoner import Reasoner, SuspectScore, Toolbox
@@ -92,7 +102,9 @@ if TYPE_CHECKING:
     from tracehound.rclagent.llm_reasoner import HybridReasoner, LLMReasoner
 
 #: The values of the ``scope`` parameter.
-SCOPES = ("incident", "graph")
+SCOPES = ("auto", "incident", "graph")
+#: Default of ``max_services``: the largest system the ``auto`` scope examines whole.
+MAX_SERVICES = 500
 #: The values of the ``reasoner`` parameter.
 REASONERS = ("rule", "llm", "hybrid")
 
@@ -120,7 +132,8 @@ class RclAgentMethod(Method):
         use_logs: bool = True,
         use_metrics: bool = True,
         workers: int = 4,
-        scope: str = "incident",
+        scope: str = "auto",
+        max_services: int = MAX_SERVICES,
         max_traces: int = MAX_TRACES,
         reasoner: str = "rule",
         llm: str | None = None,
@@ -139,6 +152,7 @@ class RclAgentMethod(Method):
         self.use_metrics = use_metrics
         self.workers = workers
         self.scope = scope
+        self.max_services = max_services
         self.max_traces = max_traces
         self.reasoner = reasoner
         self.llm = llm
@@ -157,7 +171,10 @@ class RclAgentMethod(Method):
         started = time.perf_counter()
         kind = self._reasoner_kind()
         _choice(
-            "scope", self.scope, SCOPES, "Use --param scope=incident (the default) or scope=graph."
+            "scope",
+            self.scope,
+            SCOPES,
+            "Use --param scope=auto (the default), scope=incident or scope=graph.",
         )
         self.check_inputs(incident, store)
         if is_agent_run(incident):
@@ -185,11 +202,12 @@ class RclAgentMethod(Method):
             store,
             use_logs=self.use_logs,
             use_metrics=self.use_metrics,
-            graph_scope=self.scope == "graph" and "traces" in present,
+            graph_scope=self.scope in ("graph", "auto") and "traces" in present,
         )
         ledger = EvidenceLedger()
         analyses: list[RequestAnalysis] = []
         suspects: list[SuspectScore] = []
+        reached: int | None = None
         if "traces" in present:
             limit = 1 if self.single_request else max(1, self.max_requests)
             threshold = sample_threshold(store, ctx, self.max_traces)
@@ -197,6 +215,10 @@ class RclAgentMethod(Method):
             sample = TraceSample(store, threshold) if threshold is not None else None
             facts_from = sample.store if sample is not None else store
             try:
+                if self.scope == "auto":
+                    reached = services_reached(facts_from, ctx)
+                    if reached <= self.max_services:
+                        examine_every_component(store, ctx)
                 requests = select_requests(store, ctx, limit, facts_from)
                 trace_ids = sorted({r.trace_id for r in requests})
                 if sample is not None:
@@ -241,6 +263,7 @@ class RclAgentMethod(Method):
             "baseline": "normal window" if ctx.has_normal else "incident window (robust)",
             "scope": "graph" if ctx.graph_scope else "incident",
             "services_examined": len(ctx.services),
+            **({"services_reached": reached} if reached is not None else {}),
             "traces_read": round(traces_read, 4),
             "wall_time_s": round(time.perf_counter() - started, 4),
         }
