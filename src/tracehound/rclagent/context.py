@@ -175,9 +175,10 @@ class IncidentContext:
     instance_service: dict[str, str] = field(default_factory=dict)
     #: incident-wide evidence per instance (the global evidence the synthesis weighs)
     instance_evidence: dict[str, InstanceEvidence] = field(default_factory=dict)
-    #: ``scope="graph"`` (`method`): facts are gathered for the components of the
-    #: analysed requests' graphs only, and requests are chosen without the whole
-    #: system's silences, so the cost does not follow the number of services
+    #: ``scope="graph"``, or ``"auto"`` above ``max_services`` (`method`): facts are
+    #: gathered for the components of the analysed requests' graphs only, and requests
+    #: are chosen without the whole system's silences, so the cost does not follow the
+    #: number of services
     graph_scope: bool = False
     #: with `graph_scope`, once the requests are chosen: the instances examined (every
     #: instance of a service with a span in an analysed request); None: every instance
