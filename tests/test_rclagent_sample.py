@@ -132,3 +132,15 @@ def test_reports_say_which_share_of_traces_was_read() -> None:
         ("traces read", "7.1% (a sample of traces)"),
     ]
     assert stat_rows({"traces_read": 1.0}) == [("traces read", "all")]
+
+
+def test_reports_say_what_the_scope_covered() -> None:
+    from tracehound.report.facts import stat_rows
+
+    assert stat_rows({"scope": "incident", "services_reached": 16}) == [
+        ("scope", "incident (every component of the system)"),
+        ("services reached", "16"),
+    ]
+    assert stat_rows({"scope": "graph"}) == [
+        ("scope", "graph (the analysed requests' services, their callees and instances)")
+    ]

@@ -139,7 +139,16 @@ def _count(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else "0"
 
 
+#: What rclagent's `stats.scope` values mean, as reports print them.
+SCOPE_TEXT = {
+    "incident": "incident (every component of the system)",
+    "graph": "graph (the analysed requests' services, their callees and instances)",
+}
+
+
 def _stat_value(key: str, value: Any) -> str:
+    if key == "scope" and value in SCOPE_TEXT:
+        return SCOPE_TEXT[value]
     if key == "traces_read" and isinstance(value, int | float):
         # rclagent's facts read a sample of traces above `max_traces` requests a window
         return "all" if value >= 1.0 else f"{value:.1%} (a sample of traces)"
