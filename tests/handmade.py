@@ -34,6 +34,7 @@ class Builder:
         operation: str,
         start_ms: float,
         duration_ms: float,
+        status: str = "unset",
     ) -> None:
         values = (
             trace,
@@ -45,7 +46,7 @@ class Builder:
             "unset",
             int(start_ms * MS),
             int(duration_ms * MS),
-            "unset",
+            status,
         )
         for key, value in zip(self.spans, values, strict=True):
             self.spans[key].append(value)

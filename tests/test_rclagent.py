@@ -91,6 +91,32 @@ def _chain(b: Builder, trace: str, t_ms: float, *, failing: bool) -> None:
         b.log(trace, "a", "front-1", "ERROR", "request failed with status 500", t_ms + 29)
 
 
+def test_a_failed_span_naming_its_callee_once_blames_the_callee() -> None:
+    """One failing request on a quiet system: mid's span fails and its one error line
+    names db, whose answer it could not use. A template seen once is too rare to count
+    as news (novelty 0), but it still says where mid's failure came from."""
+    b = Builder()
+    for k in range(12):
+        _chain(b, f"n{k}", T0 / MS + 10_000 + k * 1000, failing=False)
+        _chain(b, f"m{k}", T0 / MS + 610_000 + k * 1000, failing=False)
+    t_ms = T0 / MS + 700_000
+    b.span("f", "a", None, "front-1", "GET /", t_ms, 30, status="error")
+    b.span("f", "b", "a", "front-1", "call mid", t_ms + 1, 28, status="error")
+    b.span("f", "c", "b", "mid-1", "mid op", t_ms + 2, 26, status="error")
+    b.span("f", "d", "c", "mid-1", "call db", t_ms + 3, 24)
+    b.span("f", "e", "d", "db-1", "db op", t_ms + 4, 22)
+    b.log("f", "e", "db-1", "INFO", "loaded rows", t_ms + 5)
+    b.log("f", "c", "mid-1", "ERROR", "invalid response from db: field 'id' is null", t_ms + 25)
+    data = b.data(Labels(service="db", instance="db-1"))
+    with TelemetryStore.from_incident(data) as store:
+        result = RclAgentMethod().investigate(data.incident, store)
+    assert result.ranking.services[0].name == "db"
+    assert result.ranking.instances[0].name == "db-1"
+    assert result.fault_type == "wrong_return"
+    assert result.root_cause is not None
+    assert "mid-1 errors naming its callee db" in result.root_cause.summary
+
+
 def test_leaf_error_logs_blame_the_leaf() -> None:
     b = Builder()
     for k in range(12):

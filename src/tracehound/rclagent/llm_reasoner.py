@@ -384,7 +384,7 @@ def gate(signals: Signals, verdict: SpanVerdict) -> Signals:
         )
     gated = signals
     if not verdict.error_logs:
-        gated = replace(gated, error=0.0, crashed=False, mentions=())
+        gated = replace(gated, error=0.0, crashed=False, mentions=(), status_mentions=())
     if not verdict.metric_anomaly:
         gated = replace(gated, resource=0.0, resource_kind=None)
     return gated

@@ -79,6 +79,9 @@ class Signals:
     resource_kind: str | None = None
     #: (service, instance) named by its error lines; instance empty for a service name
     mentions: tuple[tuple[str, str], ...] = ()
+    #: named by the error lines of a failed span when none of them is news
+    #: (`tools.LogFindings.status_mentions`): where it failed, if it reached them
+    status_mentions: tuple[tuple[str, str], ...] = ()
     #: services this call usually reaches, when the call failed and reached nothing
     missing_callee: tuple[str, ...] = ()
     is_client: bool = False

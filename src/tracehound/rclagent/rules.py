@@ -30,7 +30,9 @@ evidence:
   - an error at a span whose subtree already shows an error is propagated: it keeps only
     `propagated` of its weight;
   - an error that *first* appears at a span is moved (`redirect` of its weight) to the
-    component its error lines name, or, for a failed call that reached nothing, to the
+    component its error lines name (for a failed span whose error lines are no news, a
+    callee it reached that they name: `tools.LogFindings.status_mentions`), or, for a
+    failed call that reached nothing, to the
     service the call usually reaches (unavailable), or to a child whose own logs went
     silent (the callee returned a wrong value or threw without logging);
   - otherwise the error is the span's own.
@@ -157,6 +159,7 @@ class RuleReasoner:
             resource=resource,
             resource_kind=kind,
             mentions=_resolve(tools.ctx, logs.mentions) if logs else (),
+            status_mentions=_resolve(tools.ctx, logs.status_mentions) if logs else (),
             missing_callee=missing,
             is_client=node.is_client,
             has_children=bool(node.children),
@@ -164,6 +167,7 @@ class RuleReasoner:
                 "timing": (timing.evidence,),
                 "edge": (edge.evidence,) if edge and edge.excess_ms > 0 else (),
                 "logs": logs.evidence if logs else (),
+                "status_logs": logs.status_evidence if logs else (),
                 "metrics": metric_ev,
             },
         )
@@ -329,6 +333,18 @@ class RuleReasoner:
                 out.append(
                     _blame(service, instance, score, "unavailable", note, finding.key, logs_ev)
                 )
+        if not out:
+            # a failed span whose error lines are no news still names where it failed;
+            # only a callee it reached is taken (one it did not reach is left to the
+            # call's structure, `missing_callee`)
+            status_ev = s.evidence.get("status_logs", ())
+            for service, instance in s.status_mentions:
+                reached = by_instance.get(instance) if instance else by_service.get(service)
+                if reached is not None:
+                    r_service, r_instance, r_key = reached
+                    fault = "error" if chains.get(r_key) else "wrong_return"
+                    note = f"{span.instance} errors naming its callee {instance or service}"
+                    out.append(_blame(r_service, r_instance, score, fault, note, r_key, status_ev))
         if not out:
             for service in s.missing_callee:
                 note = f"call from {span.instance} failed without reaching {service}"

@@ -192,6 +192,13 @@ class LogFindings:
     silence: float
     silent_templates: tuple[str, ...]
     evidence: tuple[str, ...]
+    #: when the span failed (error status) and none of its error lines is news: the
+    #: services / instances its error lines name, and those lines' evidence ids. A
+    #: template seen once is too rare to count as news (`context.novelty_cte`), as on a
+    #: quiet service called once or twice in the window, but the failed span's own
+    #: error line still says where the failure came from.
+    status_mentions: tuple[str, ...] = ()
+    status_evidence: tuple[str, ...] = ()
 
 
 def instance_logs(
@@ -208,7 +215,15 @@ def instance_logs(
     errors = [line for line in lines if line.level != "info" and line.novelty > 0]
     weight = sum(line.weight * (1.0 if line.level == "error" else warn_share) for line in errors)
     evidence = [_log_evidence(ledger, line) for line in errors[:5]]
-    mentions = _mentions(ctx, span, [line for line in errors if line.level == "error"])
+    said = [line for line in errors if line.level == "error"]
+    mentions = _mentions(ctx, span, said)
+    status_mentions: tuple[str, ...] = ()
+    status_evidence: tuple[str, ...] = ()
+    if not said and span.status == "error":
+        failed_lines = [line for line in lines if line.level == "error" and line.linked]
+        status_mentions = _mentions(ctx, span, failed_lines)
+        if status_mentions:
+            status_evidence = tuple(_log_evidence(ledger, line) for line in failed_lines[:5])
     silence, silent = _silence(ctx, node, lines)
     if silent:
         evidence.append(
@@ -232,6 +247,8 @@ def instance_logs(
         silence=silence,
         silent_templates=tuple(silent),
         evidence=tuple(evidence),
+        status_mentions=status_mentions,
+        status_evidence=status_evidence,
     )
 
 
