@@ -176,7 +176,7 @@ def _trace_file(path: Path, spans: list[tuple[str, tuple[str, str, str, str, int
     _write(path, "\n".join(lines) + "\n")
 
 
-def _docker_json(app_line: str, timestamp: str) -> str:
+def docker_json(app_line: str, timestamp: str) -> str:
     """The Docker json-file record, with Go's HTML escaping of `<`, `>` and `&`."""
     record = json.dumps(
         {"log": app_line, "stream": "stdout", "time": timestamp},
@@ -192,7 +192,7 @@ def _csv_line(fields: list[str]) -> str:
     return buffer.getvalue()
 
 
-def _log_row(
+def log_row(
     timestamp: str, node: str, pod: str, trace: str, span: str, log: str, unix: str = ""
 ) -> str:
     unix = unix or str(ns(timestamp.rstrip("Z")))
@@ -206,13 +206,13 @@ def _app(clock: str, level: str, where: str, trace: str, span: str, text: str) -
 
 #: The 08_45 log rows, in file order (not time-sorted, as in the real files).
 LOG_0845 = [
-    _log_row(
+    log_row(
         "2023-01-29T08:44:52.835933053Z",
         CONTACTS_NODE,
         CONTACTS,
         TRACE_A,
         SPAN_A_CHILD[0],
-        _docker_json(
+        docker_json(
             _app(
                 "16:44:52.835",
                 "INFO",
@@ -224,13 +224,13 @@ LOG_0845 = [
             "2023-01-29T08:44:52.835933053Z",
         ),
     ),
-    _log_row(  # 7 fractional digits
+    log_row(  # 7 fractional digits
         "2023-01-29T08:44:52.8400001Z",
         CONTACTS_NODE,
         CONTACTS,
         TRACE_A,
         SPAN_A_CHILD[0],
-        _docker_json(
+        docker_json(
             _app(
                 "16:44:52.840",
                 "ERROR",
@@ -242,17 +242,17 @@ LOG_0845 = [
             "2023-01-29T08:44:52.8400001Z",
         ),
     ),
-    _log_row(  # no trace context
+    log_row(  # no trace context
         "2023-01-29T08:44:20.5Z",
         GATEWAY_NODE,
         GATEWAY,
         "",
         "",
-        _docker_json(
+        docker_json(
             "08:44:20.500 INFO  g.GatewayApplication#12 route refresh\n", "2023-01-29T08:44:20.5Z"
         ),
     ),
-    _log_row(  # not valid JSON: truncated record
+    log_row(  # not valid JSON: truncated record
         "2023-01-29T08:44:58.1Z",
         CONTACTS_NODE,
         CONTACTS,
@@ -260,13 +260,13 @@ LOG_0845 = [
         SPAN_A_CHILD[0],
         '{"log":"16:44:58.100 WARN  c.s.ContactsServiceImpl#40 TraceID: x SpanID: y slow',
     ),
-    _log_row(  # trap 9: no Z, garbage TimeUnixNano, multi-line stack trace
+    log_row(  # trap 9: no Z, garbage TimeUnixNano, multi-line stack trace
         "2023-01-29T08:44:59.295",
         CONTACTS_NODE,
         CONTACTS,
         TRACE_A,
         SPAN_A_CHILD[0],
-        _docker_json(
+        docker_json(
             _app(
                 "16:44:59.295",
                 "ERROR",
@@ -321,13 +321,13 @@ LOG_0845_TIMES = [
     ns("2023-01-29T08:44:59.295"),
     ns("2023-01-29T08:45:01.361647039"),
 ]
-LOG_0850 = _log_row(
+LOG_0850 = log_row(
     "2023-01-29T08:48:16.55Z",
     CONTACTS_NODE,
     CONTACTS,
     TRACE_D,
     SPAN_D_CHILD[0],
-    _docker_json(
+    docker_json(
         _app(
             "16:48:16.550",
             "INFO",
@@ -339,13 +339,13 @@ LOG_0850 = _log_row(
         "2023-01-29T08:48:16.55Z",
     ),
 )
-LOG_1333 = _log_row(
+LOG_1333 = log_row(
     "2023-01-29T13:32:12.2Z",
     CONTACTS_NODE,
     CONTACTS,
     TRACE_F,
     SPAN_F_ROOT[0],
-    _docker_json("21:32:12.200 INFO  c.s.ContactsServiceImpl#31 hello\n", "2023-01-29T13:32:12.2Z"),
+    docker_json("21:32:12.200 INFO  c.s.ContactsServiceImpl#31 hello\n", "2023-01-29T13:32:12.2Z"),
 )
 
 

@@ -17,11 +17,14 @@ from layouts_nezha import (
     FRONT_NAMES,
     LOG_0845_PARSED,
     LOG_0845_TIMES,
+    LOG_HEADER,
     METRIC_NAMES,
     NAN_METRICS,
     SPAN_A_CHILD,
     SPAN_A_ROOT,
     TRACE_A,
+    docker_json,
+    log_row,
     write_tiny_nezha,
 )
 
@@ -284,6 +287,58 @@ def test_day_without_logs_or_baseline(tiny: NezhaDataset) -> None:
     assert data.spans is not None and column(data.spans, "service") == ["frontend"]
     assert data.metrics is not None and data.metrics.num_rows == 10 * 16
     assert data.modalities == ["traces", "metrics"]
+
+
+#: App lines of other systems' services (as Online Boutique's write them: Go's logrus,
+#: Node's pino, Python's JSON logger, .NET's console logger, plain text) and the
+#: (level, message) the loader must read from each.
+OTHER_APP_LINES = [
+    (
+        '{"message":"TraceID: 5a SpanID: 6b PlaceOrder failed: rpc error","severity":"error"}',
+        ("ERROR", "TraceID: 5a SpanID: 6b PlaceOrder failed: rpc error"),
+    ),
+    (
+        '{"severity":"info","pid":1,"message":"TraceID: 5a SpanID: 6c Conversion request '
+        'successful","v":1}',
+        ("INFO", "TraceID: 5a SpanID: 6c Conversion request successful"),
+    ),
+    ('{"level":50,"time":1,"msg":"payment declined"}', ("ERROR", "payment declined")),
+    ('{"level":40,"msg":"retrying charge"}', ("WARN", "retrying charge")),
+    ('{"severity": "WARNING", "name": "r", "message": "slow list"}', ("WARNING", "slow list")),
+    (
+        "fail: cartservice.CartStore[0] Can't access cart storage",
+        ("ERROR", "fail: cartservice.CartStore[0] Can't access cart storage"),
+    ),
+    ("[WARN] cache miss storm", ("WARN", "[WARN] cache miss storm")),
+    ('time=1 level=error msg="boom"', ("ERROR", 'time=1 level=error msg="boom"')),
+    (
+        "TraceID: 5a SpanID: 6d GetCartAsync called with userId=u1",
+        ("UNKNOWN", "TraceID: 5a SpanID: 6d GetCartAsync called with userId=u1"),
+    ),
+    ('{"foo": 1}', ("UNKNOWN", '{"foo": 1}')),
+]
+
+
+def test_logs_of_other_systems_give_their_levels_and_messages(tmp_path: Path) -> None:
+    write_tiny_nezha(tmp_path)
+    rows = [
+        log_row(
+            f"2022-08-22T03:52:{10 + k:02d}.5Z",
+            "10.0.0.9",
+            CART,
+            "",
+            "",
+            docker_json(app + "\n", ""),
+        )
+        for k, (app, _) in enumerate(OTHER_APP_LINES)
+    ]
+    log_file = tmp_path / "rca_data" / "2022-08-22" / "log" / "03_53_log.csv"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file.write_text(LOG_HEADER + "\n" + "".join(rows))
+    logs = NezhaDataset(tmp_path).load(OB_ID).logs
+    assert logs is not None
+    parsed = list(zip(column(logs, "level"), column(logs, "message"), strict=True))
+    assert parsed == [expected for _, expected in OTHER_APP_LINES]
 
 
 # --------------------------------------------------------------------------- bad input
