@@ -495,6 +495,34 @@ def test_rcaeval_metrics_and_counter_rates(tmp_path: Path) -> None:
     assert set(cart.column("instance").to_pylist()) == {"cart"}
 
 
+def test_rcaeval_logs_without_a_level_column_take_the_level_their_lines_state(
+    tmp_path: Path,
+) -> None:
+    root = write_tiny_rcaeval(tmp_path / "re")
+    case = root / "toy" / "cart_cpu" / "1"
+    lines = [
+        '"{""severity"":""error"",""message"":""charge failed""}"',
+        "2024-01-23 10:00:00.123  WARN 1 --- [main] c.s.Cart : retrying",
+        "level=error msg=boom",
+        "GetCart called",
+    ]
+    (case / "logs.csv").write_text(
+        "time,timestamp,container_name,message\n"
+        + "".join(
+            f"{START_S + 700 + k},{(START_S + 700 + k) * S},cart,{line}\n"
+            for k, line in enumerate(lines)
+        )
+    )
+    data = open_dataset(root).load("rcaeval-toy-cart_cpu-1")
+    assert data.logs is not None
+    assert [(r["level"], r["message"]) for r in _rows(data.logs)] == [
+        ("ERROR", "charge failed"),
+        ("WARN", "2024-01-23 10:00:00.123  WARN 1 --- [main] c.s.Cart : retrying"),
+        ("ERROR", "level=error msg=boom"),
+        ("INFO", "GetCart called"),
+    ]
+
+
 def test_rcaeval_traces_and_logs(tmp_path: Path) -> None:
     root = write_tiny_rcaeval(tmp_path / "re")
     case = root / "toy" / "cart_cpu" / "1"

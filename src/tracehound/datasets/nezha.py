@@ -46,10 +46,11 @@ Choices, and the timing traps behind them (numbers refer to the dataset README):
 - **Logs.** `ts_ns` comes from `Timestamp` (RFC 3339, 5-9 fractional digits, UTC when it
   has no offset), never from `TimeUnixNano`, which holds garbage in some rows (trap 9).
   The level and message come from the app line inside the Docker JSON record:
-  Train-Ticket's `HH:MM:SS.mmm LEVEL ...` line, else a JSON app line's `severity` /
-  `level` (pino's numbers too) and `message` / `msg`, else a plain line's leading level,
-  `level=` field or .NET `fail:`-style prefix (`_LOG_SQL`); a line without any is
-  ``UNKNOWN`` (read as info). Rows whose
+  Train-Ticket's `HH:MM:SS.mmm LEVEL ...` line, else what the line states as
+  `datasets.loglines` reads it (a JSON app line's `severity` / `level`, pino's numbers
+  too, and `message` / `msg`; a level near the start of a plain line; a `level=` field;
+  .NET's `fail:`-style prefixes); a line without any is ``UNKNOWN`` (read as info). Rows
+  whose
   `Log` is not valid JSON, or whose CSV quoting is broken so the row has too many fields
   (both in the real data, trap 9), are kept: the message is the raw text and the level is
   found by regex, else ``UNKNOWN``. The app line's own clock is UTC+8 (trap 2), unused.
@@ -82,6 +83,7 @@ import pyarrow.csv as pv
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tracehound.datasets.base import Dataset
+from tracehound.datasets.loglines import stated_level_sql, stated_message_sql
 from tracehound.errors import BadInput
 from tracehound.model import Incident, IncidentData, Labels, Window, ns_from_datetime
 from tracehound.store import relation_to_arrow
@@ -482,54 +484,27 @@ def _read_log_file(path: Path, baseline: bool) -> pa.Table:
 
 #: Parses the Docker json-file record `{"log": "<app line>", ...}`. Train-Ticket's app
 #: line reads `HH:MM:SS.mmm LEVEL <Class>#<line> TraceID: .. SpanID: .. message`; other
-#: systems' services write a JSON object (Go's logrus and Python's JSON loggers:
-#: `{"message": .., "severity": "info", ..}`; Node's pino: `{"level": 30, "msg": ..}` or a
-#: `severity` string) or plain text that may start with a level (`ERROR ..`, `[WARN] ..`,
-#: .NET's `fail: ..`) or carry `level=error` (logfmt). The level is taken from the first
-#: of these forms the line has, else ``UNKNOWN`` (read as info).
-_LOG_SQL = r"""
+#: services' lines are read as `loglines` reads them (a JSON object's severity and
+#: message, logfmt, a level near the start of the line, .NET prefixes).
+_LOG_SQL = rf"""
 WITH decoded AS (
     SELECT *,
            CASE WHEN json_valid(raw) THEN json_extract_string(raw, '$.log') END AS app
     FROM raw_logs
 ), parsed AS (
     SELECT *,
-           regexp_extract(app, '^\d{2}:\d{2}:\d{2}\.\d+\s+([A-Z]+)\s', 1) AS app_level,
-           regexp_extract(app, '(?s)^\d{2}:\d{2}:\d{2}\.\d+\s+([A-Z]+\s.*)$', 1) AS app_message,
-           regexp_extract(raw, '\d{2}:\d{2}:\d{2}\.\d+\s+([A-Z]+)\s', 1) AS raw_level,
-           CASE WHEN ltrim(app) LIKE '{%' AND json_valid(app) THEN app END AS app_json
+           regexp_extract(app, '^\d{{2}}:\d{{2}}:\d{{2}}\.\d+\s+([A-Z]+)\s', 1) AS app_level,
+           regexp_extract(app, '(?s)^\d{{2}}:\d{{2}}:\d{{2}}\.\d+\s+([A-Z]+\s.*)$', 1)
+             AS app_message,
+           regexp_extract(raw, '\d{{2}}:\d{{2}}:\d{{2}}\.\d+\s+([A-Z]+)\s', 1) AS raw_level
     FROM decoded
-), structured AS (
+), other AS (  -- lines that are not Train-Ticket's: read only those
     SELECT *,
-           coalesce(json_extract_string(app_json, '$.severity'),
-                    json_extract_string(app_json, '$.level'),
-                    json_extract_string(app_json, '$.levelname'),
-                    json_extract_string(app_json, '$.lvl')) AS json_level,
-           coalesce(json_extract_string(app_json, '$.message'),
-                    json_extract_string(app_json, '$.msg')) AS json_message,
-           upper(coalesce(
-               nullif(regexp_extract(app,
-                   '^\s*\[?(TRACE|DEBUG|INFO|WARN|WARNING|ERROR|FATAL|CRITICAL|SEVERE)\]?[\s:]',
-                   1), ''),
-               nullif(regexp_extract(app, '(?:^|\s)(?:level|lvl|severity)="?([A-Za-z]+)', 1), ''),
-               CASE regexp_extract(app, '^\s*(fail|crit|warn|info|dbug|trce):\s', 1)
-                   WHEN 'fail' THEN 'ERROR' WHEN 'crit' THEN 'CRITICAL' WHEN 'warn' THEN 'WARN'
-                   WHEN 'info' THEN 'INFO' WHEN 'dbug' THEN 'DEBUG' WHEN 'trce' THEN 'TRACE'
-               END)) AS text_level
+           CASE WHEN app IS NOT NULL AND app_level = '' THEN {stated_level_sql("app")} END
+             AS stated_level,
+           CASE WHEN app IS NOT NULL AND app_level = '' THEN {stated_message_sql("app")} END
+             AS stated_message
     FROM parsed
-), leveled AS (
-    SELECT *,
-           CASE
-               WHEN json_level IS NULL THEN NULL
-               WHEN regexp_full_match(json_level, '[0-9]+') THEN
-                   CASE WHEN json_level::INTEGER >= 60 THEN 'FATAL'
-                        WHEN json_level::INTEGER >= 50 THEN 'ERROR'
-                        WHEN json_level::INTEGER >= 40 THEN 'WARN'
-                        WHEN json_level::INTEGER >= 30 THEN 'INFO'
-                        ELSE 'DEBUG' END
-               ELSE upper(json_level)
-           END AS structured_level
-    FROM structured
 )
 SELECT
     ts_ns,
@@ -537,22 +512,20 @@ SELECT
     pod AS instance,
     CASE
         WHEN app IS NOT NULL AND app_level <> '' THEN app_level
-        WHEN structured_level IS NOT NULL AND structured_level <> '' THEN structured_level
-        WHEN app IS NOT NULL AND text_level IS NOT NULL AND text_level <> '' THEN text_level
+        WHEN app IS NOT NULL AND stated_level IS NOT NULL THEN stated_level
         WHEN app IS NULL AND raw_level <> '' THEN raw_level
         ELSE 'UNKNOWN'
     END AS level,
     CASE
         WHEN app IS NULL THEN raw
         WHEN app_level <> '' THEN rtrim(app_message, chr(13) || chr(10))
-        WHEN json_message IS NOT NULL THEN rtrim(json_message, chr(13) || chr(10))
-        ELSE rtrim(app, chr(13) || chr(10))
+        ELSE stated_message
     END AS message,
     nullif(trace, '') AS trace_id,
     nullif(span, '') AS span_id,
     node,
     _baseline
-FROM leveled
+FROM other
 """
 
 

@@ -39,7 +39,9 @@ label; faults hold no ``_``, so it splits on its *last* ``_``.
   kind unset; status from ``statusCode``: 0 ok and 1-16 error (gRPC codes), 100-499 ok
   and 500+ error (HTTP), anything else unset.
 - **Logs** (``logs.csv``: ``timestamp`` (ns) or ``time`` (s), ``container_name``,
-  ``level``, ``message``): service = instance = the container; an empty level is INFO.
+  ``level``, ``message``): service = instance = the container; without a level (no
+  column, or an empty value) the level the line states (`datasets.loglines`: a JSON
+  line's severity, logfmt, a level near the start), else INFO, and a JSON line's message.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ import pyarrow.csv as pacsv
 
 from tracehound.datasets.base import Dataset
 from tracehound.datasets.counters import counter_rates
+from tracehound.datasets.loglines import read_lines
 from tracehound.datasets.rcd import edge_times, wide_to_long
 from tracehound.errors import BadInput
 from tracehound.model import Incident, IncidentData, Labels, Window, datetime_from_ns
@@ -300,14 +303,21 @@ def logs_table(file: Path) -> pa.Table:
         raise BadInput("has no time column", file=file, expected="'timestamp' (ns) or 'time' (s)")
     level = raw.column("level") if "level" in raw.column_names else pa.nulls(rows, text)
     level = pc.utf8_upper(pc.utf8_trim_whitespace(pc.fill_null(level, "")))
+    message = pc.fill_null(raw.column("message"), "")
+    unstated = pc.equal(level, "")
+    if pc.any(unstated).as_py():
+        # without a level column, or with an empty one: what the line states, else INFO
+        stated, said = read_lines(message)
+        level = pc.if_else(unstated, pc.fill_null(stated, "INFO"), level)
+        message = pc.if_else(unstated, said, message)
     return from_columns(
         "logs",
         {
             "ts_ns": ts,
             "service": raw.column("container_name"),
             "instance": raw.column("container_name"),
-            "level": pc.if_else(pc.equal(level, ""), "INFO", level),
-            "message": pc.fill_null(raw.column("message"), ""),
+            "level": level,
+            "message": message,
             "trace_id": pa.nulls(rows, text),
             "span_id": pa.nulls(rows, text),
         },
