@@ -341,6 +341,28 @@ def test_logs_of_other_systems_give_their_levels_and_messages(tmp_path: Path) ->
     assert parsed == [expected for _, expected in OTHER_APP_LINES]
 
 
+def test_other_tables_in_a_metric_folder_are_skipped_and_named(tmp_path: Path) -> None:
+    write_tiny_nezha(tmp_path)
+    before = NezhaDataset(tmp_path).load(f"{TT}-01")
+    extra = [
+        tmp_path / "rca_data" / "2023-01-29" / "metric" / "dependency.csv",
+        tmp_path / "construct_data" / "2023-01-29" / "metric" / "source_50.csv",
+    ]
+    extra[0].write_text("source,destination,count\nts-a,ts-b,3\n")
+    extra[1].write_text("pod,value\nts-a-1-2,0.5\n")
+    after = NezhaDataset(tmp_path).load(f"{TT}-01")
+    assert after.metrics is not None and before.metrics is not None
+    assert after.metrics.equals(before.metrics)
+    assert after.notes == [
+        *before.notes,
+        *(
+            f"{path}: skipped, not a metric file of this layout (its header lacks "
+            "TimeStamp with PodName or ServiceName)"
+            for path in extra  # the day's folder first, then the baseline's
+        ),
+    ]
+
+
 # --------------------------------------------------------------------------- bad input
 
 

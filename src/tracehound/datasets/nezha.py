@@ -42,7 +42,9 @@ Choices, and the timing traps behind them (numbers refer to the dataset README):
   are those within [window.start - 10 min, window.end + 2 min] and those inside the normal
   window, from the day's `rca_data` and `construct_data` metric files alike, de-duplicated
   (the two copies hold identical rows). A pod's `node` is its node IP as seen in the
-  loaded logs.
+  loaded logs. CSV files of a metric folder whose header lacks `TimeStamp` with
+  `PodName` or `ServiceName` (a call graph, an edge list) are not time series of this
+  layout: they are skipped and named in `IncidentData.notes`.
 - **Logs.** `ts_ns` comes from `Timestamp` (RFC 3339, 5-9 fractional digits, UTC when it
   has no offset), never from `TimeUnixNano`, which holds garbage in some rows (trap 9).
   The level and message come from the app line inside the Docker JSON record:
@@ -820,7 +822,12 @@ def _load_plan(plan: _Plan) -> IncidentData:
         )
     incident = incident.model_copy(update={"window": window, "normal_window": normal})
 
-    metrics = _load_metrics(plan.metrics, _metric_ranges(window, normal))
+    metrics, skipped = _load_metrics(plan.metrics, _metric_ranges(window, normal))
+    notes += [
+        f"{path}: skipped, not a metric file of this layout (its header lacks TimeStamp "
+        "with PodName or ServiceName)"
+        for path in skipped
+    ]
     if metrics is not None:
         node_source = logs if logs is not None else _empty_node_map()
         metrics = conform(_attach_nodes(metrics, node_source), "metrics", source)
@@ -869,10 +876,25 @@ def _metric_ranges(window: Window, normal: Window | None) -> list[tuple[int, int
     return ranges
 
 
-def _load_metrics(files: list[Path], ranges: list[tuple[int, int]]) -> pa.Table | None:
-    """Long metric rows of all `files` within `ranges`, de-duplicated across copies."""
+def _is_metric_file(path: Path) -> bool:
+    """Whether the file's header names `TimeStamp` and `PodName` or `ServiceName`: a
+    per-pod or per-service metric file. A metric folder can hold other tables too (call
+    graphs, edge lists), which are not time series of this layout."""
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        header = handle.readline()
+    names = {name.strip().strip('"') for name in header.strip().split(",")}
+    return "TimeStamp" in names and bool(names & {"PodName", "ServiceName"})
+
+
+def _load_metrics(
+    files: list[Path], ranges: list[tuple[int, int]]
+) -> tuple[pa.Table | None, list[Path]]:
+    """Long metric rows of all metric `files` within `ranges`, de-duplicated across
+    copies, and the files skipped as not metric files (`_is_metric_file`)."""
+    skipped = [path for path in files if not _is_metric_file(path)]
+    files = [path for path in files if path not in skipped]
     if not files:
-        return None
+        return None, skipped
     wide = pa.concat_tables(
         _read_each(_read_metric_file, files), promote_options="permissive"
     ).combine_chunks()
@@ -883,7 +905,7 @@ def _load_metrics(files: list[Path], ranges: list[tuple[int, int]]) -> pa.Table 
     service = pc.coalesce(_column(wide, "service"), _service_column(instance))
     wide = wide.set_column(wide.schema.get_field_index("service"), "service", service)
     long = _long_metrics(wide)
-    return _first_of_each(long, ("ts_ns", "service", "instance", "name"))
+    return _first_of_each(long, ("ts_ns", "service", "instance", "name")), skipped
 
 
 __all__ = ["NezhaDataset", "service_of_pod"]
