@@ -77,13 +77,20 @@ def test_simulated_faults_regression(fault: str, seed: int) -> None:
 # -- hand-built incidents -----------------------------------------------------------
 
 
-def _chain(b: Builder, trace: str, t_ms: float, *, failing: bool) -> None:
-    """front -> mid -> db through client spans; when failing, every hop logs an error."""
-    b.span(trace, "a", None, "front-1", "GET /", t_ms, 30)
-    b.span(trace, "b", "a", "front-1", "call mid", t_ms + 1, 28)
-    b.span(trace, "c", "b", "mid-1", "mid op", t_ms + 2, 26)
-    b.span(trace, "d", "c", "mid-1", "call db", t_ms + 3, 24)
-    b.span(trace, "e", "d", "db-1", "db op", t_ms + 4, 22)
+def _chain(
+    b: Builder, trace: str, t_ms: float, *, failing: bool, failed: tuple[str, ...] = ()
+) -> None:
+    """front -> mid -> db through client spans; when failing, every hop logs an error;
+    the spans named in `failed` ("a" to "e") have error status."""
+
+    def status(span: str) -> str:
+        return "error" if span in failed else "unset"
+
+    b.span(trace, "a", None, "front-1", "GET /", t_ms, 30, status("a"))
+    b.span(trace, "b", "a", "front-1", "call mid", t_ms + 1, 28, status("b"))
+    b.span(trace, "c", "b", "mid-1", "mid op", t_ms + 2, 26, status("c"))
+    b.span(trace, "d", "c", "mid-1", "call db", t_ms + 3, 24, status("d"))
+    b.span(trace, "e", "d", "db-1", "db op", t_ms + 4, 22, status("e"))
     b.log(trace, "e", "db-1", "INFO", "loaded rows", t_ms + 5)
     if failing:
         b.log(trace, "e", "db-1", "ERROR", "NullPointerException in query handler", t_ms + 20)
@@ -100,12 +107,7 @@ def test_a_failed_span_naming_its_callee_once_blames_the_callee() -> None:
         _chain(b, f"n{k}", T0 / MS + 10_000 + k * 1000, failing=False)
         _chain(b, f"m{k}", T0 / MS + 610_000 + k * 1000, failing=False)
     t_ms = T0 / MS + 700_000
-    b.span("f", "a", None, "front-1", "GET /", t_ms, 30, status="error")
-    b.span("f", "b", "a", "front-1", "call mid", t_ms + 1, 28, status="error")
-    b.span("f", "c", "b", "mid-1", "mid op", t_ms + 2, 26, status="error")
-    b.span("f", "d", "c", "mid-1", "call db", t_ms + 3, 24)
-    b.span("f", "e", "d", "db-1", "db op", t_ms + 4, 22)
-    b.log("f", "e", "db-1", "INFO", "loaded rows", t_ms + 5)
+    _chain(b, "f", t_ms, failing=False, failed=("a", "b", "c"))
     b.log("f", "c", "mid-1", "ERROR", "invalid response from db: field 'id' is null", t_ms + 25)
     data = b.data(Labels(service="db", instance="db-1"))
     with TelemetryStore.from_incident(data) as store:
