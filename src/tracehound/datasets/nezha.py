@@ -52,10 +52,9 @@ Choices, and the timing traps behind them (numbers refer to the dataset README):
   `datasets.loglines` reads it (a JSON app line's `severity` / `level`, pino's numbers
   too, and `message` / `msg`; a level near the start of a plain line; a `level=` field;
   .NET's `fail:`-style prefixes); a line without any is ``UNKNOWN`` (read as info). Rows
-  whose
-  `Log` is not valid JSON, or whose CSV quoting is broken so the row has too many fields
-  (both in the real data, trap 9), are kept: the message is the raw text and the level is
-  found by regex, else ``UNKNOWN``. The app line's own clock is UTC+8 (trap 2), unused.
+  whose `Log` is not valid JSON, or whose CSV quoting is broken so the row has too many
+  fields (both in the real data, trap 9), are kept: the message is the raw text and the
+  level is found by regex, else ``UNKNOWN``. The app line's own clock is UTC+8 (trap 2), unused.
 - **Labels.** `instance` is `inject_pod`; `service` is the pod minus its last two `-`
   parts; `fault_type` is `inject_type` verbatim; `detail` is the inner-service label from
   `root_cause_ts.json`. The system is inferred per day from the pod names (Train-Ticket
